@@ -1,0 +1,45 @@
+# Every target installs what it needs first, from scratch on a fresh machine.
+# `make quickstart` trains a real sweep offline; `make test` runs the whole test suite (CI runs it).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart test test-fast lint format bench precommit clean
+
+install: $(STAMP)
+
+# torch first, pinned, so nothing pulls in a multi-GB CUDA build; the rest within constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,data]"
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/rf run configs/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# The inner loop: unit tests only (no end-to-end training through the CLI).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sft_sweep.py
+
+precommit: lint test-fast
+
+clean:
+	rm -rf $(VENV) rf-experiments .pytest_cache .mypy_cache .ruff_cache

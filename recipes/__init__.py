@@ -1,0 +1,1 @@
+"""Formatting functions, reward functions and data builders that the shipped configs name."""

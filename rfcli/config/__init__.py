@@ -1,0 +1,1 @@
+"""YAML + overrides -> typed experiment config; search space -> run plan."""

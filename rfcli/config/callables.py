@@ -1,0 +1,46 @@
+"""`module:function` references in a config: formatting functions, data builders, rewards."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rfcli.config.errors import ConfigError, did_you_mean
+
+
+def resolve_callable(spec: str, key: str) -> Callable[..., Any]:
+    """Import `module:function`, looking in the current folder first, as `python -m` would."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError(f"expected 'module:function', got '{spec}'", key=key)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"cannot import module '{module_name}': {error}", key=key) from error
+    function = getattr(module, attribute, None)
+    if function is None:
+        names = [name for name, value in vars(module).items() if callable(value) and not name.startswith("_")]
+        hint = did_you_mean(attribute, names)
+        raise ConfigError(f"module '{module_name}' has no function '{attribute}'{hint}", key=key)
+    if not callable(function):
+        raise ConfigError(f"'{spec}' is not callable", key=key)
+    return function  # type: ignore[no-any-return]
+
+
+def check_reward_signature(function: Callable[..., Any], spec: str, key: str) -> None:
+    """GRPO calls rewards with keywords prompts, completions, completion_ids, trainer_state and every
+    data column, so a reward must take **kwargs for whatever it does not name."""
+    parameters = inspect.signature(function).parameters.values()
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+        raise ConfigError(
+            f"reward '{spec}' must accept TRL's keywords: define it as "
+            "`def reward(completions, **kwargs) -> list[float]` (prompts, completion_ids, trainer_state "
+            "and each data column arrive as keywords)",
+            key=key,
+        )

@@ -1,0 +1,138 @@
+"""Compiling an experiment file: overrides, interpolation, stable plans, and every kind of bad input."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rfcli.config.errors import ConfigError
+from rfcli.config.plan import compile_plan
+
+BASE = """
+name: unit
+trainer: sft
+model: {name: rf-tiny}
+data:
+  train: {source: DATA}
+lora: {r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj]}
+training:
+  learning_rate: {grid: [1.0e-3, 1.0e-4]}
+  per_device_train_batch_size: 4
+  max_steps: 10
+num_chunks: 2
+"""
+
+
+def write_config(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    """The base config with one piece of text replaced."""
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    text = textwrap.dedent(BASE).replace("DATA", str(data))
+    if old:
+        text = text.replace(old, new)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_grid_plan_has_ids_in_order_and_varying_keys(tmp_path: Path) -> None:
+    plan = compile_plan(write_config(tmp_path), [])
+    assert [run.id for run in plan.runs] == [1, 2]
+    assert plan.varying_keys() == ["training.learning_rate"]
+    assert [run.config.training["learning_rate"] for run in plan.runs] == [1e-3, 1e-4]
+    assert plan.runs[0].config.lora == {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+
+
+def test_same_file_same_plan(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    assert [r.fingerprint for r in compile_plan(path, []).runs] == [
+        r.fingerprint for r in compile_plan(path, []).runs
+    ]
+
+
+def test_overrides_set_values_and_axes(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    plan = compile_plan(path, ["num_chunks=8", "lora.r={grid: [4, 16]}", "training.learning_rate=3e-4"])
+    assert [(run.config.lora["r"], run.config.num_chunks) for run in plan.runs] == [(4, 8), (16, 8)]  # type: ignore[index]
+    assert all(run.config.training["learning_rate"] == 3e-4 for run in plan.runs)
+
+
+def test_interpolation_resolves(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, "per_device_train_batch_size: 4", "per_device_train_batch_size: ${num_chunks}"
+    )
+    assert compile_plan(path, []).runs[0].config.training["per_device_train_batch_size"] == 2
+
+
+def test_random_plan_is_seeded(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "{grid: [1.0e-3, 1.0e-4]}", "{loguniform: [1.0e-5, 1.0e-2]}")
+    overrides = ["search.method=random", "search.num_samples=5"]
+    first = [run.config.training["learning_rate"] for run in compile_plan(path, overrides).runs]
+    assert first == [run.config.training["learning_rate"] for run in compile_plan(path, overrides).runs]
+    assert len(set(first)) == 5
+    other = compile_plan(path, [*overrides, "seed=1"]).runs
+    assert first != [run.config.training["learning_rate"] for run in other]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        (["num_chunkz=3"], "num_chunkz", "did you mean 'num_chunks'"),
+        (["data.train.shufle_seed=1"], "data.train.shufle_seed", "did you mean 'shuffle_seed'"),
+        (["num_chunks=many"], "num_chunks", "could not be converted to Integer"),
+        (["num_chunks=0"], "num_chunks", ">= 1"),
+        (["trainer=ppo"], "trainer", "one of sft, dpo, grpo"),
+        (["training.lerning_rate=1"], "training.lerning_rate", "did you mean 'learning_rate'"),
+        (["training.lr_scheduler_type=sideways"], "training", "SFTConfig rejected"),
+        (["training.output_dir=/tmp/x"], "training.output_dir", "managed by rf"),
+        (["lora.lora_alhpa=4"], "lora.lora_alhpa", "did you mean 'lora_alpha'"),
+        (["lora.use_dora=true", "lora.lora_bias=true"], "lora", "LoraConfig rejected"),
+        (["data.train.source=missing.jsonl"], "data.train.source", "no such data file"),
+        (["data.formatting=recipes.formatting:nothing_here"], "data.formatting", "has no function"),
+        (["data.formatting=no_such_module:f"], "data.formatting", "cannot import module"),
+        (["data.formatting=justaname"], "data.formatting", "module:function"),
+        (["trainer=grpo"], "rewards", "at least one reward"),
+        (["name=???"], "name", "required"),
+    ],
+)
+def test_bad_input_names_file_key_and_fix(
+    tmp_path: Path, overrides: list[str], key: str, message: str
+) -> None:
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        compile_plan(path, overrides)
+    error = raised.value
+    assert error.source == str(path)
+    assert error.key == key, str(error)
+    assert message in str(error)
+
+
+def test_reward_must_take_trl_keywords(tmp_path: Path) -> None:
+    (tmp_path / "narrow_rewards.py").write_text("def reward(completions):\n    return [0.0]\n")
+    path = write_config(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        with pytest.raises(ConfigError, match=r"\*\*kwargs") as raised:
+            compile_plan(
+                path, ["trainer=grpo", "rewards=[narrow_rewards:reward]", "training.num_generations=4"]
+            )
+    assert raised.value.key == "rewards[0].function"
+
+
+def test_yaml_errors_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        compile_plan(tmp_path / "absent.yaml", [])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        compile_plan(broken, [])
+    with pytest.raises(ConfigError, match="not key=value"):
+        compile_plan(write_config(tmp_path), ["num_chunks"])
+
+
+@pytest.mark.parametrize("config", sorted(Path("configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_plan_offline(config: Path) -> None:
+    plan = compile_plan(config, [])
+    assert len(plan.runs) >= 2
