@@ -1,0 +1,473 @@
+"""`ExperimentStore`: the experiment's SQLite state store, shared by the controller and `rf ctl`.
+
+One file in WAL mode: readers never block the writer, and writers from several processes wait
+for each other (up to `BUSY_TIMEOUT_S`) instead of failing. Every write is one `BEGIN IMMEDIATE`
+transaction, so a process killed mid-write leaves the store as it was before that write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+RUN_STATES = ("pending", "running", "ready", "completed", "stopped", "failed", "deleted")
+COMMAND_OUTCOMES = ("applied", "refused")
+SCHEMA_VERSION = 1  # kept in SQLite's own `PRAGMA user_version`
+BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's transaction to end
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS runs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN {RUN_STATES!r}),
+        config TEXT NOT NULL,                          -- JSON
+        fingerprint TEXT NOT NULL,
+        parent_id INTEGER REFERENCES runs (id),
+        warm_start INTEGER NOT NULL DEFAULT 0,         -- 0 or 1
+        chunks_done INTEGER NOT NULL DEFAULT 0,
+        total_chunks INTEGER,
+        global_step INTEGER NOT NULL DEFAULT 0,
+        max_steps INTEGER,
+        checkpoint TEXT,
+        error TEXT,
+        worker INTEGER,
+        mlflow_run_id TEXT,
+        mlflow_synced_step INTEGER NOT NULL DEFAULT -1,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    # value is NULL for NaN: SQLite has no NaN and stores it as NULL.
+    """CREATE TABLE IF NOT EXISTS metrics (
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        step INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value REAL,
+        PRIMARY KEY (run_id, step, key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        run_id INTEGER REFERENCES runs (id),
+        kind TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        detail TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, id)",
+    # run_id has no foreign key: a command naming an unknown run is stored and then refused.
+    f"""CREATE TABLE IF NOT EXISTS commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        verb TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        args TEXT NOT NULL,                            -- JSON
+        cause TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        outcome TEXT CHECK (outcome IN {COMMAND_OUTCOMES!r}),  -- NULL while pending
+        error TEXT,
+        finished_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS pending_commands ON commands (id) WHERE outcome IS NULL",
+)
+
+
+class RecordNotFoundError(KeyError):
+    """A run or command id that the store does not hold; prints its message unquoted."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    name: str
+    state: str
+    config: dict[str, Any]
+    fingerprint: str
+    parent_id: int | None
+    warm_start: bool
+    chunks_done: int
+    total_chunks: int | None
+    global_step: int
+    max_steps: int | None
+    checkpoint: str | None
+    error: str | None
+    worker: int | None
+    mlflow_run_id: str | None
+    mlflow_synced_step: int
+    created_at: float
+    updated_at: float
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction of chunks done, or None before the plan's totals are known."""
+        if not self.total_chunks:
+            return None
+        return self.chunks_done / self.total_chunks
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    time: float
+    run_id: int | None
+    kind: str
+    cause: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    id: int
+    verb: str
+    run_id: int
+    args: dict[str, Any]
+    cause: str
+    created_at: float
+    outcome: str | None
+    """'applied' or 'refused' once the controller took it; None while pending."""
+    error: str | None
+    finished_at: float | None
+
+    @property
+    def pending(self) -> bool:
+        return self.outcome is None
+
+
+class ExperimentStore:
+    """One experiment's state: runs, metrics, events, control commands. Safe across processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; every write opens its own below.
+        self._db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()  # one transaction at a time on this shared connection
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._create_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ExperimentStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._read_one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row["value"])
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def add_run(
+        self,
+        run_id: int,
+        config: dict[str, Any],
+        fingerprint: str,
+        *,
+        name: str,
+        parent_id: int | None = None,
+        warm_start: bool = False,
+        cause: str,
+    ) -> None:
+        """A new pending run, and its 'created' event."""
+        config_json = json.dumps(config)
+        now = time.time()
+        with self._transaction() as db:
+            if self._has_run(run_id):
+                raise ValueError(f"run {run_id} already exists in {self.path}")
+            if parent_id is not None and not self._has_run(parent_id):
+                raise self._run_not_found(parent_id, role="parent run")
+            db.execute(
+                "INSERT INTO runs (id, name, state, config, fingerprint, parent_id, warm_start,"
+                " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (run_id, name, config_json, fingerprint, parent_id, int(warm_start), now, now),
+            )
+            detail = None
+            if parent_id is not None:
+                detail = f"clone of run {parent_id}" + (" from its current weights" if warm_start else "")
+            self._insert_event(run_id, "created", cause, detail, now)
+
+    def next_run_id(self) -> int:
+        row = self._read_one("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM runs", ())
+        assert row is not None
+        return int(row["next"])
+
+    def runs(self) -> list[RunRecord]:
+        return [_run_record(row) for row in self._read("SELECT * FROM runs ORDER BY id", ())]
+
+    def run(self, run_id: int) -> RunRecord:
+        row = self._read_one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise self._run_not_found(run_id)
+        return _run_record(row)
+
+    def set_state(
+        self,
+        run_id: int,
+        state: str,
+        *,
+        cause: str,
+        detail: str | None = None,
+        worker: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Move a run to `state` and record the event, in one transaction.
+
+        `worker` and `error` describe the run as it is now, so each call replaces both: a run
+        leaving a worker gets worker None, a failed run resumed by a person loses its error.
+        The event's detail is `detail`, or the error when no detail is given.
+        """
+        if state not in RUN_STATES:
+            raise ValueError(f"unknown run state '{state}'; a run is one of: {', '.join(RUN_STATES)}")
+        now = time.time()
+        with self._transaction() as db:
+            self._update_run(
+                db,
+                run_id,
+                "state = ?, worker = ?, error = ?, updated_at = ?",
+                (state, worker, error, now),
+            )
+            self._insert_event(run_id, state, cause, detail if detail is not None else error, now)
+
+    def set_plan_totals(self, run_id: int, total_chunks: int, max_steps: int) -> None:
+        with self._transaction() as db:
+            self._update_run(
+                db,
+                run_id,
+                "total_chunks = ?, max_steps = ?, updated_at = ?",
+                (total_chunks, max_steps, time.time()),
+            )
+
+    def record_chunk(
+        self,
+        run_id: int,
+        *,
+        chunks_done: int,
+        global_step: int,
+        checkpoint: str,
+        metrics: list[tuple[int, str, float]],
+    ) -> None:
+        """A finished chunk: progress, checkpoint and metric rows, all or nothing.
+
+        Recording the same chunk again (after a crash) replaces its rows instead of doubling them.
+        """
+        with self._transaction() as db:
+            self._update_run(
+                db,
+                run_id,
+                "chunks_done = ?, global_step = ?, checkpoint = ?, updated_at = ?",
+                (chunks_done, global_step, checkpoint, time.time()),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
+                [(run_id, int(step), key, _to_sql_float(value)) for step, key, value in metrics],
+            )
+
+    def metrics(self, run_id: int, *, after_step: int = -1) -> list[tuple[int, str, float]]:
+        """(step, key, value) rows with step > after_step, by step then key."""
+        rows = self._read(
+            "SELECT step, key, value FROM metrics WHERE run_id = ? AND step > ? ORDER BY step, key",
+            (run_id, after_step),
+        )
+        return [(int(row["step"]), str(row["key"]), _from_sql_float(row["value"])) for row in rows]
+
+    def latest_metrics(self, run_id: int) -> dict[str, float]:
+        """Each metric key's value at the latest step that logged it."""
+        # SQLite takes the bare column `value` from the row holding MAX(step).
+        rows = self._read(
+            "SELECT key, value, MAX(step) FROM metrics WHERE run_id = ? GROUP BY key ORDER BY key",
+            (run_id,),
+        )
+        return {str(row["key"]): _from_sql_float(row["value"]) for row in rows}
+
+    def set_mlflow_run(self, run_id: int, mlflow_run_id: str) -> None:
+        with self._transaction() as db:
+            self._update_run(db, run_id, "mlflow_run_id = ?", (mlflow_run_id,))
+
+    def mark_mlflow_synced(self, run_id: int, step: int) -> None:
+        """Metrics up to and including `step` are in MLflow."""
+        with self._transaction() as db:
+            self._update_run(db, run_id, "mlflow_synced_step = ?", (step,))
+
+    # -- events -------------------------------------------------------------------------------
+
+    def add_event(self, run_id: int | None, kind: str, cause: str, detail: str | None = None) -> int:
+        with self._transaction():
+            return self._insert_event(run_id, kind, cause, detail, time.time())
+
+    def events(self, limit: int = 20, run_id: int | None = None) -> list[EventRecord]:
+        """The latest `limit` events, newest first; only `run_id`'s when given."""
+        if run_id is None:
+            rows = self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._read(
+                "SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)
+            )
+        return [EventRecord(**dict(row)) for row in rows]
+
+    # -- control commands ---------------------------------------------------------------------
+
+    def add_command(self, verb: str, run_id: int, args: dict[str, Any], cause: str) -> int:
+        """Queue a command for the controller; returns its id."""
+        args_json = json.dumps(args)
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO commands (verb, run_id, args, cause, created_at) VALUES (?, ?, ?, ?, ?)",
+                (verb, run_id, args_json, cause, time.time()),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def pending_commands(self) -> list[CommandRecord]:
+        """Commands not yet applied or refused, oldest first."""
+        rows = self._read("SELECT * FROM commands WHERE outcome IS NULL ORDER BY id", ())
+        return [_command_record(row) for row in rows]
+
+    def finish_command(self, command_id: int, *, outcome: str, error: str | None = None) -> None:
+        if outcome not in COMMAND_OUTCOMES:
+            raise ValueError(f"command outcome must be one of {', '.join(COMMAND_OUTCOMES)}, not '{outcome}'")
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE commands SET outcome = ?, error = ?, finished_at = ?"
+                " WHERE id = ? AND outcome IS NULL",
+                (outcome, error, time.time(), command_id),
+            )
+            if cursor.rowcount == 0:
+                row = db.execute("SELECT outcome FROM commands WHERE id = ?", (command_id,)).fetchone()
+                if row is None:
+                    raise RecordNotFoundError(f"no command {command_id} in {self.path}")
+                raise ValueError(f"command {command_id} was already {row['outcome']}")
+
+    def command(self, command_id: int) -> CommandRecord:
+        row = self._read_one("SELECT * FROM commands WHERE id = ?", (command_id,))
+        if row is None:
+            raise RecordNotFoundError(f"no command {command_id} in {self.path}")
+        return _command_record(row)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database's write lock from its first statement.
+
+        IMMEDIATE, not the default DEFERRED: a deferred transaction that reads and then writes
+        can fail at once with "database is locked" instead of waiting for the busy timeout.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _read_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+            return row
+
+    def _create_schema(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer rf (store schema {version}, this rf reads "
+                f"{SCHEMA_VERSION}); upgrade rf to open it"
+            )
+        with self._transaction() as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _has_run(self, run_id: int) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def _update_run(
+        self, db: sqlite3.Connection, run_id: int, assignments: str, params: tuple[Any, ...]
+    ) -> None:
+        cursor = db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*params, run_id))
+        if cursor.rowcount == 0:
+            raise self._run_not_found(run_id)
+
+    def _insert_event(self, run_id: int | None, kind: str, cause: str, detail: str | None, now: float) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO events (time, run_id, kind, cause, detail) VALUES (?, ?, ?, ?, ?)",
+            (now, run_id, kind, cause, detail),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _run_not_found(self, run_id: int, *, role: str = "run") -> RecordNotFoundError:
+        ids = [int(row[0]) for row in self._db.execute("SELECT id FROM runs ORDER BY id")]
+        known = f"its runs are {_id_ranges(ids)}" if ids else "it has no runs yet"
+        return RecordNotFoundError(f"no {role} {run_id} in {self.path}: {known}")
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    fields = dict(row)
+    fields["config"] = json.loads(fields["config"])
+    fields["warm_start"] = bool(fields["warm_start"])
+    return RunRecord(**fields)
+
+
+def _command_record(row: sqlite3.Row) -> CommandRecord:
+    fields = dict(row)
+    fields["args"] = json.loads(fields["args"])
+    return CommandRecord(**fields)
+
+
+def _to_sql_float(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _from_sql_float(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8'."""
+    spans: list[list[int]] = []
+    for run_id in ids:
+        if spans and run_id == spans[-1][1] + 1:
+            spans[-1][1] = run_id
+        else:
+            spans.append([run_id, run_id])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)

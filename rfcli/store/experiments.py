@@ -1,0 +1,70 @@
+"""Where experiments live: one folder each, `<experiments dir>/<name>/`, holding its `state.db`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rfcli.config.errors import ConfigError, did_you_mean
+
+STATE_DB = "state.db"
+DEFAULT_EXPERIMENTS_DIR = Path("rf-experiments")
+
+
+def experiment_folder(experiments_dir: Path, name: str) -> Path:
+    """The folder of experiment `name`; the name must be one plain folder name."""
+    if not name or name in {".", ".."} or "/" in name or "\\" in name:
+        raise ConfigError(
+            f"experiment name '{name}' must be a plain folder name (letters, digits, '-', '_'; no '/')",
+            key="name",
+        )
+    return Path(experiments_dir) / name
+
+
+def experiment_names(search_dir: Path = DEFAULT_EXPERIMENTS_DIR) -> list[str]:
+    """Names of the experiments under `search_dir` (folders holding a state store), sorted."""
+    if not Path(search_dir).is_dir():
+        return []
+    return sorted(folder.name for folder in Path(search_dir).iterdir() if (folder / STATE_DB).is_file())
+
+
+def find_experiment(name: str | None, *, search_dir: Path = DEFAULT_EXPERIMENTS_DIR) -> Path:
+    """The folder of experiment `name`, or with no name the one written to most recently."""
+    search_dir = Path(search_dir)
+    names = experiment_names(search_dir)
+    if name is not None:
+        folder = experiment_folder(search_dir, name)
+        if (folder / STATE_DB).is_file():
+            return folder
+        if names:
+            found = f"experiments there: {', '.join(names)}. Pass one of those, or run `rf run CONFIG` first"
+        else:
+            found = f"which {_emptiness(search_dir)}. Run `rf run CONFIG` first"
+        suggestion = did_you_mean(name, names)
+        raise ConfigError(
+            f"no experiment named '{name}'{suggestion}; looked in {_where(search_dir)}, {found}"
+        )
+    if not names:
+        raise ConfigError(
+            "no experiment found: run `rf run CONFIG` first, or pass the experiment name; "
+            f"looked in {_where(search_dir)}, which {_emptiness(search_dir)}"
+        )
+    return max((search_dir / found for found in names), key=lambda folder: (_last_write(folder), folder.name))
+
+
+def _last_write(folder: Path) -> float:
+    """When the store was last written: in WAL mode writes land in `state.db-wal` first."""
+    times = []
+    for path in (folder / STATE_DB, folder / f"{STATE_DB}-wal"):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:  # no WAL file yet, or removed by a checkpoint just now
+            pass
+    return max(times, default=0.0)
+
+
+def _where(search_dir: Path) -> str:
+    return str(search_dir) if search_dir.is_absolute() else f"{search_dir} ({search_dir.resolve()})"
+
+
+def _emptiness(search_dir: Path) -> str:
+    return "holds no experiments" if search_dir.is_dir() else "does not exist"
