@@ -1,0 +1,69 @@
+"""How busy the scheduler keeps the workers, and how soon every run can be compared.
+
+Simulates K runs on W workers (no training, no sleeping): each run's chunk takes its own time,
+drawn once per K from a seeded uniform 0.5-2.0 s, so the same runs are compared across W.
+Every run trains NUM_CHUNKS chunks.
+
+    python benchmarks/scheduler_utilization.py
+
+Columns:
+- utilization: busy worker-seconds / (W x makespan).
+- best possible: the same for the shortest makespan any schedule could reach: the larger of
+  (all work / W) and the slowest run's own time (a run's chunks are trained one after another).
+- first comparison: seconds until every run has finished its first chunk.
+- one run at a time: the same, when each worker trains a run to its end before taking the next
+  (training without chunks): the last run only starts when the others are done.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+from rfcli.engine.simulation import simulate
+
+RUN_COUNTS = (2, 4, 8, 16)
+WORKER_COUNTS = (1, 2, 4)
+NUM_CHUNKS = 8
+MIN_SECONDS, MAX_SECONDS = 0.5, 2.0
+
+
+def chunk_seconds(num_runs: int) -> dict[int, float]:
+    rng = random.Random(num_runs)
+    return {run_id: rng.uniform(MIN_SECONDS, MAX_SECONDS) for run_id in range(1, num_runs + 1)}
+
+
+def first_comparison_one_run_at_a_time(seconds: dict[int, float], num_workers: int) -> float:
+    """Runs in id order, each trained to its end on the first worker free; when all have one chunk."""
+    free_at = [0.0] * num_workers
+    first_chunk_ends = []
+    for run_id in sorted(seconds):
+        start = heapq.heappop(free_at)
+        first_chunk_ends.append(start + seconds[run_id])
+        heapq.heappush(free_at, start + NUM_CHUNKS * seconds[run_id])
+    return max(first_chunk_ends)
+
+
+def main() -> None:
+    print(f"{NUM_CHUNKS} chunks per run, chunk times {MIN_SECONDS}-{MAX_SECONDS} s per run (seeded)\n")
+    print(
+        "| runs | workers | busy / total worker-s | utilization | best possible | makespan (s) "
+        "| first comparison (s) | one run at a time (s) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for num_runs in RUN_COUNTS:
+        seconds = chunk_seconds(num_runs)
+        work = NUM_CHUNKS * sum(seconds.values())
+        for num_workers in WORKER_COUNTS:
+            result = simulate(seconds, NUM_CHUNKS, num_workers)
+            shortest = max(work / num_workers, NUM_CHUNKS * max(seconds.values()))
+            baseline = first_comparison_one_run_at_a_time(seconds, num_workers)
+            print(
+                f"| {num_runs} | {num_workers} | {work:.1f} / {num_workers * result.makespan:.1f} "
+                f"| {result.utilization:.1%} | {work / (num_workers * shortest):.1%} "
+                f"| {result.makespan:.1f} | {result.first_comparison:.1f} | {baseline:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
