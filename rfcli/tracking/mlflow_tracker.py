@@ -1,0 +1,166 @@
+"""`MlflowTracker`: logs rf runs to MLflow through an explicit `MlflowClient`.
+
+No global active run: one process (the controller) logs many rf runs side by side, each by its
+MLflow run id. MLflow is imported when a tracker is built, never at module level (about 1.3 s).
+
+By default an experiment is tracked in `<experiment folder>/mlflow.db`; an experiment created
+with another tracking URI (say a shared `http://` server) keeps it in `<folder>/tracking_uri`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+# MLflow's own limits (mlflow/utils/validation.py): a request it refuses fails the whole batch.
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_KEY_LENGTH = 250
+RUN_END_STATUSES = ("FINISHED", "FAILED", "KILLED")
+TRACKING_URI_FILE = "tracking_uri"
+DB_FILE = "mlflow.db"
+
+# Characters MLflow accepts in param, metric and tag names (POSIX); anything else becomes "_",
+# so a TRL metric such as "rewards/<lambda>/mean" is logged instead of failing its whole batch.
+_BAD_KEY_CHARACTERS = re.compile(r"[^\w./\- :]")
+
+
+def default_tracking_uri(experiment_folder: Path) -> str:
+    """`sqlite:///<absolute folder>/mlflow.db`: the experiment's own local MLflow store."""
+    return f"sqlite:///{(Path(experiment_folder).resolve() / DB_FILE).as_posix()}"
+
+
+def tracking_uri_for(experiment_folder: Path) -> str:
+    """The tracking URI remembered for this experiment, else its local `mlflow.db`."""
+    path = Path(experiment_folder) / TRACKING_URI_FILE
+    remembered = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    return remembered or default_tracking_uri(experiment_folder)
+
+
+def remember_tracking_uri(experiment_folder: Path, uri: str) -> None:
+    """Record `uri` for this experiment (at creation). The default is not written down, so a
+    moved or copied experiment folder keeps finding its own `mlflow.db`."""
+    path = Path(experiment_folder) / TRACKING_URI_FILE
+    if uri == default_tracking_uri(experiment_folder):
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(uri + "\n", encoding="utf-8")
+
+
+def mlflow_key(key: str) -> str:
+    """`key` as MLflow accepts it: bad characters replaced by '_', at most 250 characters."""
+    return _BAD_KEY_CHARACTERS.sub("_", key)[:MAX_KEY_LENGTH]
+
+
+def param_value(value: Any) -> str:
+    """A param value as the text MLflow stores: lists and mappings as JSON, cut to 6000 chars."""
+    text = json.dumps(value, default=str) if isinstance(value, (list, tuple, dict)) else str(value)
+    return text[:MAX_PARAM_VALUE_LENGTH]
+
+
+class MlflowTracker:
+    """One MLflow experiment; each rf run is one MLflow run in it, addressed by its run id."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str) -> None:
+        # With an http:// URI, ending a run prints "View run ... at ..." to stdout, which would
+        # scribble over a terminal UI; users open `rf ui` or their server instead.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        from mlflow.tracking import MlflowClient
+
+        _quiet_mlflow_logging()
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self._client: MlflowClient = MlflowClient(tracking_uri=tracking_uri)
+        self.experiment_id = self._experiment_id(experiment_name)
+
+    def start_run(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        """Create an MLflow run with these (already flattened, dotted) params; its run id."""
+        from mlflow.entities import Param
+
+        run = self._client.create_run(self.experiment_id, run_name=run_name, tags=_tag_values(tags))
+        run_id: str = run.info.run_id
+        # A dict, so two keys that became the same MLflow key are logged once (a batch with a
+        # param twice under different values is refused).
+        values = {mlflow_key(key): param_value(value) for key, value in params.items()}
+        entries = [Param(key, value) for key, value in values.items()]
+        for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
+            self._client.log_batch(run_id, params=entries[start : start + MAX_PARAMS_PER_BATCH])
+        return run_id
+
+    def log_metrics(self, mlflow_run_id: str, rows: Sequence[tuple[int, str, float]]) -> None:
+        """Log (step, key, value) rows, one `log_batch` per 1000. NaN is stored as NaN; MLflow's
+        SQL store turns +/-inf into +/-1.8e308 (the largest float)."""
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        metrics = [Metric(mlflow_key(key), float(value), timestamp, int(step)) for step, key, value in rows]
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            self._client.log_batch(mlflow_run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+
+    def set_tags(self, mlflow_run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(key, value) for key, value in _tag_values(tags).items()]
+        for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
+            self._client.log_batch(mlflow_run_id, tags=entries[start : start + MAX_PARAMS_PER_BATCH])
+
+    def end_run(self, mlflow_run_id: str, status: str) -> None:
+        """Mark the run ended: FINISHED, FAILED or KILLED."""
+        if status not in RUN_END_STATUSES:
+            raise ValueError(f"MLflow run status '{status}' is not one of {', '.join(RUN_END_STATUSES)}")
+        self._client.set_terminated(mlflow_run_id, status=status)
+
+    def metric_history(self, mlflow_run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every logged (step, value) of one metric, by step."""
+        history = self._client.get_metric_history(mlflow_run_id, mlflow_key(key))
+        return sorted((metric.step, metric.value) for metric in history)
+
+    def _experiment_id(self, name: str) -> str:
+        """Get the experiment by name, restoring it if deleted in the UI, or create it."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self._client.restore_experiment(experiment.experiment_id)
+            return str(experiment.experiment_id)
+        try:
+            artifact_location = _artifact_location(self.tracking_uri)
+            return str(self._client.create_experiment(name, artifact_location=artifact_location))
+        except MlflowException:
+            # Another process created it between our look-up and create.
+            experiment = self._client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
+
+
+def _tag_values(tags: dict[str, str]) -> dict[str, str]:
+    return {mlflow_key(key): str(value)[:MAX_TAG_VALUE_LENGTH] for key, value in tags.items()}
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """For a local SQLite store, artifacts go next to it; else MLflow picks (its default for
+    SQLite, `./mlruns` under whatever folder the process started in, would scatter them)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
+        return None
+    return (Path(tracking_uri.removeprefix(prefix)).resolve().parent / "mlartifacts").as_uri()
+
+
+def _quiet_mlflow_logging() -> None:
+    """MLflow logs schema creation and migrations at INFO when it opens a new SQLite store
+    ("Creating initial MLflow database tables...", alembic steps); keep them off the terminal."""
+    for name in ("mlflow.store", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
