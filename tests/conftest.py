@@ -1,0 +1,18 @@
+"""Shared test setup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rf_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Built-in models go to a fresh folder, built once per test session and never into ~/.cache/rf.
+    Set in os.environ, so CLI subprocesses started by tests inherit it."""
+    path = tmp_path_factory.mktemp("rf-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RF_CACHE_DIR", str(path))
+        yield path
