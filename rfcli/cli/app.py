@@ -1,0 +1,37 @@
+"""The `rf` command. Only Typer and Rich load here: each command imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from rfcli.cli import plan, run, status, ui
+from rfcli.config.errors import ConfigError
+
+app = typer.Typer(
+    name="rf",
+    help="Train many TRL fine-tuning configurations at once, chunk by chunk, and steer them live.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("plan")(plan.plan_command)
+app.command("run")(run.run_command)
+app.command("status")(status.status_command)
+app.command("ui")(ui.ui_command)
+
+
+@app.callback()
+def rf() -> None:
+    """Train many TRL fine-tuning configurations at once, chunk by chunk, and steer them live."""
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message and exit 2, never a traceback."""
+    try:
+        app()
+    except ConfigError as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,49 @@
+"""`rf run CONFIG [key=value ...]`: compile the plan and train every run, chunk by chunk."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rfcli.cli.plan import ConfigArgument, OverridesArgument
+
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="CPU worker processes (default: one per GPU, or 1 without a GPU)."),
+]
+
+
+def run_command(
+    config: ConfigArgument, overrides: OverridesArgument = None, workers: WorkersOption = None
+) -> None:
+    """Train every configuration of CONFIG together, chunk by chunk, with a live table.
+
+    Running it again on the same experiment resumes every run from its last finished chunk.
+    Ctrl-C stops training; the chunks in flight are trained again on the next `rf run`.
+    """
+    from rfcli.config.plan import compile_plan
+    from rfcli.engine.controller import Controller
+    from rfcli.engine.experiment import open_experiment, preflight_data
+    from rfcli.engine.pool import WorkerPool, visible_devices
+    from rfcli.ui.live import LiveView
+
+    console = Console()
+    run_plan = compile_plan(config, overrides or [])
+    preflight_data(run_plan)
+    experiment = open_experiment(run_plan)
+    console.print(f"experiment [bold]{run_plan.name}[/] in {experiment.folder} · {len(run_plan.runs)} runs")
+    pool = WorkerPool(experiment.folder, visible_devices(workers))
+    with LiveView(experiment.store, experiment.folder, console) as view:
+        controller = Controller(experiment.store, experiment.tracker, pool, view.announce)
+        try:
+            controller.run(view.refresh)
+        except KeyboardInterrupt:
+            view.announce("interrupted: runs in flight resume from their last chunk on the next `rf run`")
+        finally:
+            controller.shutdown()
+    failed = [run.id for run in experiment.store.runs() if run.state == "failed"]
+    if failed:
+        console.print(f"[red]failed runs: {', '.join(map(str, failed))}[/] (see `rf status`)")
+        raise typer.Exit(1)

@@ -1,0 +1,191 @@
+"""The loop of `rf run`: give free workers the runs furthest behind, record what comes back.
+
+The store is the truth: a chunk counts as done only once its checkpoint is on disk and the store
+says so, and MLflow mirrors the store's metrics from the last step it already holds. So a killed
+`rf run` resumes every run from its last recorded chunk and logs no metric step twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rfcli.config.plan import flatten
+from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
+from rfcli.engine.pool import WorkerPool
+from rfcli.engine.scheduler import RunProgress, next_assignments
+from rfcli.store.database import ExperimentStore, RunRecord
+from rfcli.tracking.mlflow_tracker import MlflowTracker
+
+SCHEDULABLE = ("pending", "ready")
+FINAL_STATES = ("completed", "failed", "deleted")
+MLFLOW_END_STATUS = {"completed": "FINISHED", "failed": "FAILED", "deleted": "KILLED"}
+
+
+@dataclass
+class Placement:
+    """Where each run is: training on a worker, or parked in a worker's memory at a step."""
+
+    busy: dict[int, int] = field(default_factory=dict)
+    parked: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(
+        self,
+        store: ExperimentStore,
+        tracker: MlflowTracker,
+        pool: WorkerPool,
+        announce: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.tracker = tracker
+        self.pool = pool
+        self.announce = announce
+        self.placement = Placement()
+
+    def run(self, refresh: Callable[[], None]) -> None:
+        """Train until no run can make progress; `refresh` redraws the view between replies."""
+        self.recover()
+        while self.busy_or_schedulable():
+            self.dispatch()
+            for reply in self.pool.replies(timeout=0.25):
+                self.handle(reply)
+            self.check_workers()
+            refresh()
+
+    def busy_or_schedulable(self) -> bool:
+        return bool(self.placement.busy) or any(run.state in SCHEDULABLE for run in self.store.runs())
+
+    def recover(self) -> None:
+        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk."""
+        for run in self.store.runs():
+            if run.state == "running":
+                self.store.set_state(run.id, "ready", cause="recovery", detail="rf run restarted")
+                self.announce(f"run {run.id}: resumes from chunk {run.chunks_done} (step {run.global_step})")
+            if run.mlflow_run_id is not None:
+                self.resync_mlflow(run)
+
+    def dispatch(self) -> None:
+        runs = self.store.runs()
+        free = [w.worker_id for w in self.pool.workers if w.worker_id not in self.placement.busy.values()]
+        progress = [
+            RunProgress(
+                run_id=run.id,
+                chunks_done=run.chunks_done,
+                total_chunks=run.total_chunks,
+                last_worker=self.placement.parked.get(run.id, (run.worker, 0))[0],
+                schedulable=run.state in SCHEDULABLE,
+            )
+            for run in runs
+        ]
+        by_id = {run.id: run for run in runs}
+        for assignment in next_assignments(progress, free, set(self.placement.busy)):
+            self.start_chunk(by_id[assignment.run_id], assignment.worker)
+
+    def start_chunk(self, run: RunRecord, worker: int) -> None:
+        parked = self.placement.parked.pop(run.id, None)
+        if parked is not None and parked[0] != worker:
+            self.pool.send(parked[0], ReleaseRun(run.id))
+        if run.mlflow_run_id is None:
+            self.start_mlflow_run(run)
+        self.store.set_state(run.id, "running", cause="scheduler", worker=worker)
+        self.placement.busy[run.id] = worker
+        self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
+
+    def handle(self, reply: WorkerReply) -> None:
+        self.placement.busy.pop(reply.run_id, None)
+        if isinstance(reply, ChunkFailed):
+            self.fail(reply.run_id, reply.error)
+            return
+        self.record(reply)
+
+    def record(self, done: ChunkDone) -> None:
+        timing = [
+            (done.global_step, "rf/chunk_seconds", done.seconds),
+            (done.global_step, "rf/save_seconds", done.save_seconds),
+        ]
+        if done.chunk_index == 1 or self.store.run(done.run_id).total_chunks is None:
+            self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
+        self.store.record_chunk(
+            done.run_id,
+            chunks_done=done.chunk_index,
+            global_step=done.global_step,
+            checkpoint=done.checkpoint,
+            metrics=done.metrics + timing,
+        )
+        state = "completed" if done.finished else "ready"
+        self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
+        if not done.finished:
+            self.placement.parked[done.run_id] = (done.worker, done.global_step)
+        run = self.store.run(done.run_id)
+        self.sync_mlflow(run)
+        if done.finished:
+            self.end_mlflow_run(run)
+        self.announce(chunk_line(run, self.store.latest_metrics(run.id), done))
+
+    def fail(self, run_id: int, error: str) -> None:
+        self.placement.parked.pop(run_id, None)
+        self.store.set_state(run_id, "failed", cause="error", error=error)
+        run = self.store.run(run_id)
+        if run.mlflow_run_id is not None:
+            self.tracker.set_tags(run.mlflow_run_id, {"rf.error": error})
+            self.end_mlflow_run(run)
+        self.announce(f"run {run_id}: failed: {error}")
+
+    def check_workers(self) -> None:
+        """A worker that died (killed, out of memory) fails the run it was training and is replaced."""
+        for worker in self.pool.dead_workers():
+            code = self.pool.workers[worker].process.exitcode
+            for run_id, busy_on in list(self.placement.busy.items()):
+                if busy_on == worker:
+                    del self.placement.busy[run_id]
+                    self.fail(run_id, f"worker {worker} died (exit code {code}) while training this run")
+            for run_id, (parked_on, _) in list(self.placement.parked.items()):
+                if parked_on == worker:
+                    del self.placement.parked[run_id]
+            self.pool.restart(worker)
+
+    # MLflow mirrors the store.
+
+    def start_mlflow_run(self, run: RunRecord) -> None:
+        tags = {"rf.run_id": str(run.id), "rf.fingerprint": run.fingerprint}
+        if run.parent_id is not None:
+            tags.update({"rf.parent": str(run.parent_id), "rf.warm_start": str(run.warm_start).lower()})
+        mlflow_run_id = self.tracker.start_run(run.name, flatten(run.config), tags)
+        self.store.set_mlflow_run(run.id, mlflow_run_id)
+
+    def sync_mlflow(self, run: RunRecord) -> None:
+        rows = self.store.metrics(run.id, after_step=run.mlflow_synced_step)
+        if run.mlflow_run_id is None or not rows:
+            return
+        self.tracker.log_metrics(run.mlflow_run_id, rows)
+        self.store.mark_mlflow_synced(run.id, max(step for step, _, _ in rows))
+
+    def resync_mlflow(self, run: RunRecord) -> None:
+        """After a crash, trust what MLflow holds over what the store believed was sent."""
+        assert run.mlflow_run_id is not None
+        logged = self.tracker.metric_history(run.mlflow_run_id, "loss")
+        if logged:
+            self.store.mark_mlflow_synced(run.id, max(step for step, _ in logged))
+        self.sync_mlflow(self.store.run(run.id))
+
+    def end_mlflow_run(self, run: RunRecord) -> None:
+        if run.mlflow_run_id is not None and run.state in MLFLOW_END_STATUS:
+            self.tracker.end_run(run.mlflow_run_id, MLFLOW_END_STATUS[run.state])
+
+    def shutdown(self) -> None:
+        """On Ctrl-C: chunks in flight are lost, their runs resume from the last recorded chunk."""
+        for run_id in list(self.placement.busy):
+            self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
+        self.placement.busy.clear()
+        self.pool.shutdown()
+
+
+def chunk_line(run: RunRecord, metrics: dict[str, float], done: ChunkDone) -> str:
+    parts = [f"run {run.id}: chunk {done.chunk_index}/{done.total_chunks}", f"step {done.global_step}"]
+    for key in ("loss", "eval_loss"):
+        if key in metrics:
+            parts.append(f"{key} {metrics[key]:.4f}")
+    parts.append(f"{done.seconds:.1f} s")
+    return " · ".join(parts)

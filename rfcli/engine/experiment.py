@@ -1,0 +1,89 @@
+"""An experiment's folder: its state store, its MLflow store, and the runs of its plan."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rfcli.config.errors import ConfigError
+from rfcli.config.plan import RunPlan
+from rfcli.store.database import ExperimentStore
+from rfcli.store.experiments import STATE_DB, experiment_folder
+from rfcli.tracking.mlflow_tracker import MlflowTracker, remember_tracking_uri, tracking_uri_for
+
+RUN_NAME_LIMIT = 80
+
+
+@dataclass
+class Experiment:
+    folder: Path
+    store: ExperimentStore
+    tracker: MlflowTracker
+
+
+def open_experiment(run_plan: RunPlan) -> Experiment:
+    """Create the experiment's folder and runs, or reopen it when the same plan ran before."""
+    first = run_plan.runs[0].config
+    folder = experiment_folder(Path(first.experiments_dir), first.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    if first.tracking_uri:
+        remember_tracking_uri(folder, first.tracking_uri)
+    store = ExperimentStore(folder / STATE_DB)
+    existing = {run.id: run for run in store.runs()}
+    if existing:
+        check_same_plan(run_plan, existing, folder)
+    else:
+        varying = run_plan.varying_keys()
+        for run in run_plan.runs:
+            store.add_run(
+                run.id, run.raw, run.fingerprint, name=run_name(run.id, run.flat(), varying), cause="plan"
+            )
+        store.set_meta("source", run_plan.source)
+    tracker = MlflowTracker(tracking_uri_for(folder), first.name)
+    return Experiment(folder, store, tracker)
+
+
+def check_same_plan(run_plan: RunPlan, existing: dict[int, Any], folder: Path) -> None:
+    for run in run_plan.runs:
+        stored = existing.get(run.id)
+        if stored is None or stored.fingerprint != run.fingerprint:
+            raise ConfigError(
+                f"experiment '{run_plan.name}' in {folder} was started with a different plan (run {run.id} "
+                "differs); give this sweep another `name` (e.g. name=my-sweep-2) or remove that folder",
+                source=run_plan.source,
+                key="name",
+            )
+
+
+def run_name(run_id: int, flat: dict[str, Any], varying: list[str]) -> str:
+    """'3 learning_rate=0.0001 r=32': the run id and what sets it apart, for tables and MLflow."""
+    parts = [str(run_id)]
+    for key in varying:
+        value = flat.get(key)
+        text = (
+            f"{value:g}"
+            if isinstance(value, float)
+            else json.dumps(value)
+            if isinstance(value, list)
+            else value
+        )
+        parts.append(f"{key.rsplit('.', 1)[-1]}={text}")
+    name = " ".join(parts)
+    return name if len(name) <= RUN_NAME_LIMIT else name[: RUN_NAME_LIMIT - 1] + "…"
+
+
+def preflight_data(run_plan: RunPlan) -> None:
+    """Load each distinct data config once and check its columns, before any run trains."""
+    from rfcli.data.sources import load_run_data
+
+    seen: set[str] = set()
+    for run in run_plan.runs:
+        key = json.dumps([str(run.config.data), run.config.seed, run.config.trainer])
+        if key not in seen:
+            seen.add(key)
+            try:
+                load_run_data(run.config)
+            except ConfigError as error:
+                raise error.located(run_plan.source) from None

@@ -1,0 +1,59 @@
+"""What the controller and its worker processes say to each other (picklable, no torch inside)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MetricRow = tuple[int, str, float]
+
+
+@dataclass(frozen=True)
+class TrainChunk:
+    """Train the run's next chunk, continuing in memory if the worker holds it parked at
+    `global_step`, else resuming from `checkpoint` (None: from the start)."""
+
+    run_id: int
+    config: dict[str, Any]
+    checkpoint: str | None
+    global_step: int
+
+
+@dataclass(frozen=True)
+class ReleaseRun:
+    """Forget the run (stopped, deleted, or trained elsewhere next): its state is on disk."""
+
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True)
+class ChunkDone:
+    worker: int
+    run_id: int
+    chunk_index: int
+    total_chunks: int
+    global_step: int
+    max_steps: int
+    checkpoint: str
+    finished: bool
+    seconds: float
+    setup_seconds: float
+    """Time spent building the run's trainer (first chunk on this worker), ~0 when it was parked here."""
+    save_seconds: float
+    """Time spent writing the chunk's checkpoint."""
+    metrics: list[MetricRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkFailed:
+    worker: int
+    run_id: int
+    error: str
+
+
+WorkerReply = ChunkDone | ChunkFailed

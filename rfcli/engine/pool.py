@@ -1,0 +1,83 @@
+"""The worker processes: one per GPU, or `--workers N` on the CPU, all on the same code path."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+from dataclasses import dataclass
+from multiprocessing.context import SpawnProcess
+from pathlib import Path
+from typing import Any
+
+from rfcli.engine.messages import ReleaseRun, Shutdown, TrainChunk, WorkerReply
+from rfcli.engine.worker import worker_main
+
+
+@dataclass
+class WorkerHandle:
+    worker_id: int
+    device: str | None
+    process: SpawnProcess
+    inbox: Any
+
+
+class WorkerPool:
+    """Spawned (not forked) processes, so each builds its own torch state; replies share one queue."""
+
+    def __init__(self, experiment: Path, devices: list[str | None]) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self.experiment = experiment
+        self.outbox: Any = self._context.Queue()
+        cpus = os.cpu_count() or 1
+        self.threads = max(1, cpus // len(devices))
+        self.workers = [self._start(worker_id, device) for worker_id, device in enumerate(devices)]
+
+    def _start(self, worker_id: int, device: str | None) -> WorkerHandle:
+        inbox = self._context.Queue()
+        process = self._context.Process(
+            target=worker_main,
+            args=(worker_id, str(self.experiment), inbox, self.outbox, self.threads, device),
+            name=f"rf-worker-{worker_id}",
+            daemon=True,
+        )
+        process.start()
+        return WorkerHandle(worker_id, device, process, inbox)
+
+    def send(self, worker_id: int, message: TrainChunk | ReleaseRun) -> None:
+        self.workers[worker_id].inbox.put(message)
+
+    def replies(self, timeout: float) -> list[WorkerReply]:
+        """Every reply that arrives within `timeout` seconds (waits for the first one only)."""
+        replies: list[WorkerReply] = []
+        try:
+            replies.append(self.outbox.get(timeout=timeout))
+            while True:
+                replies.append(self.outbox.get_nowait())
+        except queue.Empty:
+            return replies
+
+    def dead_workers(self) -> list[int]:
+        return [handle.worker_id for handle in self.workers if not handle.process.is_alive()]
+
+    def restart(self, worker_id: int) -> None:
+        handle = self.workers[worker_id]
+        self.workers[worker_id] = self._start(worker_id, handle.device)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        for handle in self.workers:
+            if handle.process.is_alive():
+                handle.inbox.put(Shutdown())
+        for handle in self.workers:
+            handle.process.join(timeout)
+            if handle.process.is_alive():
+                handle.process.kill()
+
+
+def visible_devices(workers: int | None) -> list[str | None]:
+    """One worker per visible GPU; without GPUs, `workers` CPU workers (default 1)."""
+    import torch
+
+    if torch.cuda.is_available() and workers is None:
+        return [str(index) for index in range(torch.cuda.device_count())]
+    return [None] * (workers or 1)

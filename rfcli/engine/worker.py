@@ -1,0 +1,139 @@
+"""A worker process: holds base models and parked runs, and trains one chunk at a time on its device."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+import warnings
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, Shutdown, TrainChunk, WorkerReply
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from rfcli.config.schema import ExperimentConfig
+    from rfcli.trainers.host import ModelHost
+    from rfcli.trainers.session import RunSession
+
+
+def run_folder(experiment: Path, run_id: int) -> Path:
+    return experiment / "runs" / str(run_id)
+
+
+def worker_main(
+    worker_id: int, experiment: str, inbox: Queue, outbox: Queue, threads: int, device: str | None
+) -> None:
+    """Process entry point: serve the controller's messages until told to shut down."""
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    quiet_libraries()
+    import torch
+
+    torch.set_num_threads(threads)
+    worker = Worker(worker_id, Path(experiment))
+    while True:
+        message = inbox.get()
+        if isinstance(message, Shutdown):
+            worker.close()
+            return
+        if isinstance(message, ReleaseRun):
+            worker.release(message.run_id)
+        elif isinstance(message, TrainChunk):
+            outbox.put(worker.train_chunk(message))
+
+
+def quiet_libraries() -> None:
+    """Library chatter would tear through the live table; errors still reach the run's record."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+
+
+class Worker:
+    def __init__(self, worker_id: int, experiment: Path) -> None:
+        from rfcli.trainers.host import ModelHost
+
+        self.worker_id = worker_id
+        self.experiment = experiment
+        self.host: ModelHost = ModelHost()
+        self.sessions: dict[int, RunSession] = {}
+        self._data: dict[str, tuple[Dataset, Dataset | None]] = {}
+
+    def train_chunk(self, order: TrainChunk) -> WorkerReply:
+        started = time.perf_counter()
+        try:
+            session = self.sessions.get(order.run_id)
+            if session is None or session.global_step != order.global_step:
+                self.release(order.run_id)
+                session = self._start_session(order)
+            setup_seconds = time.perf_counter() - started
+            outcome = session.train_chunk()
+        except BaseException as error:  # noqa: BLE001 - one run failing must leave the others training
+            self.release(order.run_id)
+            return ChunkFailed(self.worker_id, order.run_id, describe_error(error))
+        if outcome.finished:
+            self.release(order.run_id)
+        return ChunkDone(
+            worker=self.worker_id,
+            run_id=order.run_id,
+            chunk_index=outcome.chunk_index,
+            total_chunks=outcome.total_chunks,
+            global_step=outcome.global_step,
+            max_steps=outcome.max_steps,
+            checkpoint=outcome.checkpoint,
+            finished=outcome.finished,
+            seconds=time.perf_counter() - started,
+            setup_seconds=setup_seconds,
+            save_seconds=outcome.save_seconds,
+            metrics=outcome.metrics,
+        )
+
+    def _start_session(self, order: TrainChunk) -> RunSession:
+        from rfcli.config.plan import to_typed_config
+        from rfcli.trainers.build import build_trainer
+        from rfcli.trainers.session import RunSession
+
+        config = to_typed_config(order.config)
+        train, evaluation = self._datasets(config)
+        model, activate = self.host.model_for_run(order.run_id, config)
+        output_dir = run_folder(self.experiment, order.run_id) / "checkpoints"
+        trainer = build_trainer(
+            config, model, self.host.tokenizer(config.model), train, evaluation, str(output_dir)
+        )
+        session = RunSession(trainer, config.num_chunks, activate, resume_from=order.checkpoint)
+        self.sessions[order.run_id] = session
+        return session
+
+    def _datasets(self, config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:
+        """Rows are loaded once per worker and data config; each run's trainer tokenizes them once."""
+        from rfcli.data.sources import load_run_data
+
+        key = json.dumps([str(config.data), config.seed, config.trainer])
+        if key not in self._data:
+            self._data[key] = load_run_data(config)
+        return self._data[key]
+
+    def release(self, run_id: int) -> None:
+        session = self.sessions.pop(run_id, None)
+        if session is not None:
+            session.close()
+        self.host.release(run_id)
+
+    def close(self) -> None:
+        for run_id in list(self.sessions):
+            self.release(run_id)
+
+
+def describe_error(error: BaseException) -> str:
+    """The error and where it came from, short enough for a table cell and an MLflow tag."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"

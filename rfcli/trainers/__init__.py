@@ -1,0 +1,1 @@
+"""One adapter per TRL trainer (SFT, DPO, GRPO) behind one small interface."""

@@ -1,0 +1,70 @@
+"""Build a run's TRL trainer (SFT, DPO or GRPO) once, with lean chunk-boundary checkpoints."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from typing import TYPE_CHECKING, Any
+
+from peft import PeftModel
+from transformers import PrinterCallback, Trainer
+
+from rfcli.config.callables import resolve_callable
+from rfcli.trainers.arguments import training_arguments
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from rfcli.config.schema import ExperimentConfig
+
+TRAINER_CLASSES = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "grpo": "GRPOTrainer"}
+
+
+class LeanCheckpoints(Trainer):
+    """Checkpoints hold the run's own weights only: with LoRA, its one adapter (not every run's
+    adapter on the shared base model), and no tokenizer copy. The Trainer's resume logic loads them."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
+        folder = str(output_dir or self.args.output_dir)
+        os.makedirs(folder, exist_ok=True)
+        model: Any = self.model
+        if isinstance(model, PeftModel):
+            model.save_pretrained(folder, selected_adapters=[model.active_adapter])
+        else:
+            model.save_pretrained(folder, state_dict=state_dict)
+
+
+@functools.cache
+def trainer_class(trainer: str) -> type[Trainer]:
+    base = getattr(importlib.import_module("trl"), TRAINER_CLASSES[trainer])
+    return type(f"Chunked{base.__name__}", (LeanCheckpoints, base), {})
+
+
+def build_trainer(
+    config: ExperimentConfig,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset: Dataset,
+    eval_dataset: Dataset | None,
+    output_dir: str,
+) -> Trainer:
+    args = training_arguments(config, output_dir)
+    extra: dict[str, Any] = {}
+    if config.trainer == "grpo":
+        extra["reward_funcs"] = [
+            resolve_callable(reward.function, key=f"rewards[{index}].function")
+            for index, reward in enumerate(config.rewards)
+        ]
+        args.reward_weights = [reward.weight for reward in config.rewards]  # type: ignore[attr-defined]
+    trainer = trainer_class(config.trainer)(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        **extra,
+    )
+    trainer.remove_callback(PrinterCallback)  # logs go to the store and MLflow, not over the live table
+    return trainer

@@ -1,0 +1,80 @@
+"""The models a worker holds: each base model loaded once, shared by every LoRA run as one adapter each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import set_seed
+
+from rfcli.models.loading import load_base_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from rfcli.config.schema import ExperimentConfig, ModelConfig
+
+
+def adapter_name(run_id: int) -> str:
+    return f"run_{run_id}"
+
+
+def model_key(model: ModelConfig) -> str:
+    return json.dumps(
+        {"name": model.name, "kwargs": model.kwargs, "tokenizer": model.tokenizer}, sort_keys=True
+    )
+
+
+class ModelHost:
+    """Loads each base model once per worker; a LoRA run adds its adapter, a full fine-tune its own copy."""
+
+    def __init__(self) -> None:
+        self._shared: dict[str, PeftModel] = {}
+        self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
+        self._owner: dict[int, str] = {}
+
+    def tokenizer(self, model: ModelConfig) -> PreTrainedTokenizerBase:
+        key = model_key(model)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(model)
+        return self._tokenizers[key]
+
+    def model_for_run(
+        self, run_id: int, config: ExperimentConfig
+    ) -> tuple[PreTrainedModel | PeftModel, Callable[[], None]]:
+        """The model the run trains, and how to make it the active one before each of its turns.
+
+        Initial weights are seeded with the run's seed, so they do not depend on which runs came first.
+        """
+        set_seed(config.seed)
+        if config.lora is None:
+            return load_base_model(config.model), lambda: None
+        key = model_key(config.model)
+        name = adapter_name(run_id)
+        lora = LoraConfig(**{"task_type": "CAUSAL_LM", **config.lora})
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = get_peft_model(load_base_model(config.model), lora, adapter_name=name)
+            self._shared[key] = shared
+        elif name not in shared.peft_config:
+            shared.add_adapter(name, lora)
+        self._owner[run_id] = key
+        model = shared
+
+        def activate() -> None:
+            model.set_adapter(name)
+
+        activate()
+        return model, activate
+
+    def release(self, run_id: int) -> None:
+        """Free a run's adapter (a full fine-tune's copy goes with its trainer)."""
+        key = self._owner.pop(run_id, None)
+        if key is None:
+            return
+        shared = self._shared[key]
+        name = adapter_name(run_id)
+        if name in shared.peft_config and len(shared.peft_config) > 1:
+            shared.delete_adapter(name)

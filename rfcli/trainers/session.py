@@ -1,0 +1,199 @@
+"""A run's `trainer.train()` call, on a thread of its own, parked at every chunk boundary.
+
+The Trainer's own loop (data order, gradient accumulation, learning-rate schedule, logging) runs
+once per run and is never rebuilt: between chunks the run waits inside its loop, so giving it the
+next turn costs an adapter switch and an RNG restore. At each boundary the run logs, evaluates and
+saves a checkpoint before it parks, so a crash loses at most the chunk in flight.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from rfcli.trainers.chunking import chunk_boundaries, steps_per_epoch
+from rfcli.trainers.rng import RngState, capture_rng, restore_rng
+
+MetricRow = tuple[int, str, float]
+FINAL_SUMMARY_KEY = "train_runtime"
+"""Only the Trainer's end-of-`train()` summary has this key; its figures cover one call, not the run."""
+
+
+@dataclass
+class ChunkOutcome:
+    chunk_index: int
+    """1-based position of the chunk just finished among `total_chunks`."""
+    total_chunks: int
+    global_step: int
+    max_steps: int
+    checkpoint: str
+    metrics: list[MetricRow] = field(default_factory=list)
+    finished: bool = False
+    save_seconds: float = 0.0
+    """Writing the chunk's checkpoint: the part of a chunk boundary that is not training or evaluation."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite: the run cannot recover and is marked failed."""
+
+
+class ChunkBoundaries(TrainerCallback):
+    """Turns the Trainer's loop into chunks: log, evaluate and save at each boundary, then park."""
+
+    def __init__(self, session: RunSession, num_chunks: int, evaluate: bool) -> None:
+        self.session = session
+        self.num_chunks = num_chunks
+        self.evaluate = evaluate
+        self.boundaries: list[int] = []
+        self.rng_before_eval: RngState | None = None
+        self.save_started = 0.0
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        epoch_steps = steps_per_epoch(len(kwargs["train_dataloader"]), args.gradient_accumulation_steps)
+        self.boundaries = chunk_boundaries(epoch_steps, self.num_chunks, state.max_steps)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step in self.boundaries:
+            control.should_log = True
+            control.should_evaluate = self.evaluate
+            control.should_save = True
+            self.rng_before_eval = capture_rng()
+            self.save_started = time.perf_counter()
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Evaluation draws from the generators; undo that, so evaluating at chunk boundaries leaves
+        the training identical to a run that never stopped."""
+        if self.rng_before_eval is not None:
+            restore_rng(self.rng_before_eval)
+            self.rng_before_eval = None
+        self.save_started = time.perf_counter()
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not logs or FINAL_SUMMARY_KEY in logs:
+            return
+        loss = logs.get("loss")
+        if isinstance(loss, float) and not math.isfinite(loss):
+            raise NonFiniteLossError(f"loss is {loss} at step {state.global_step}")
+        self.session.collect(state.global_step, logs)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        checkpoint = os.path.join(str(args.output_dir), f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        outcome = ChunkOutcome(
+            chunk_index=self.boundaries.index(state.global_step) + 1,
+            total_chunks=len(self.boundaries),
+            global_step=state.global_step,
+            max_steps=state.max_steps,
+            checkpoint=checkpoint,
+            finished=state.global_step >= state.max_steps,
+            save_seconds=time.perf_counter() - self.save_started,
+        )
+        self.session.chunk_saved(outcome, control)
+
+
+class RunSession:
+    """One run's trainer, trained a chunk at a time by `train_chunk()` from the worker's thread."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        num_chunks: int,
+        activate: Callable[[], None],
+        resume_from: str | None = None,
+    ) -> None:
+        self.trainer = trainer
+        self.activate = activate
+        self.resume_from = resume_from
+        trainer.add_callback(ChunkBoundaries(self, num_chunks, evaluate=trainer.eval_dataset is not None))
+        self.global_step: int | None = None
+        """The step the run is parked at (None before its first chunk and after it ended)."""
+        self._turn = threading.Semaphore(0)
+        self._outcomes: queue.Queue[ChunkOutcome | BaseException] = queue.Queue()
+        self._metrics: list[MetricRow] = []
+        self._final: ChunkOutcome | None = None
+        self._rng: RngState = capture_rng()
+        """The generators as the Trainer seeded them, restored when the run's first turn begins."""
+        self._leaving = False
+        self._thread = threading.Thread(target=self._train, name="rf-run", daemon=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def train_chunk(self) -> ChunkOutcome:
+        """Give the run its next turn; return when its chunk is saved. Raises the run's own error."""
+        if self._thread.ident is None:
+            self._thread.start()
+        else:
+            self._turn.release()
+        outcome = self._outcomes.get()
+        if isinstance(outcome, BaseException):
+            self.global_step = None
+            raise outcome
+        self.global_step = None if outcome.finished else outcome.global_step
+        return outcome
+
+    def close(self) -> None:
+        """End a parked run's `train()` call without training further (its checkpoint stays on disk)."""
+        if self._thread.is_alive():
+            self._leaving = True
+            self._turn.release()
+            self._thread.join()
+        self.global_step = None
+
+    # Called on the run's own thread, from the Trainer's loop.
+
+    def collect(self, step: int, logs: dict[str, Any]) -> None:
+        for key, value in logs.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self._metrics.append((step, key, float(value)))
+
+    def chunk_saved(self, outcome: ChunkOutcome, control: TrainerControl) -> None:
+        outcome.metrics, self._metrics = self._metrics, []
+        if outcome.finished:
+            self._final = outcome  # reported once train() has returned and the thread is quiet
+            return
+        self._rng = capture_rng()
+        self._outcomes.put(outcome)
+        self._turn.acquire()
+        if self._leaving:
+            control.should_training_stop = True
+            return
+        self.activate()
+        restore_rng(self._rng)
+
+    def _train(self) -> None:
+        try:
+            self.activate()
+            restore_rng(self._rng)
+            self.trainer.train(resume_from_checkpoint=self.resume_from)
+        except BaseException as error:  # noqa: BLE001 - the worker reports any failure of the run
+            self._outcomes.put(error)
+            return
+        if self._final is not None:
+            self._outcomes.put(self._final)
+        elif not self._leaving:
+            self._outcomes.put(RuntimeError("training ended before its last chunk"))
