@@ -74,7 +74,7 @@ class Controller:
                 run_id=run.id,
                 chunks_done=run.chunks_done,
                 total_chunks=run.total_chunks,
-                last_worker=self.placement.parked.get(run.id, (run.worker, 0))[0],
+                last_worker=self.placement.parked[run.id][0] if run.id in self.placement.parked else None,
                 schedulable=run.state in SCHEDULABLE,
             )
             for run in runs
@@ -101,9 +101,11 @@ class Controller:
         self.record(reply)
 
     def record(self, done: ChunkDone) -> None:
+        steps = done.global_step - self.store.run(done.run_id).global_step
         timing = [
             (done.global_step, "rf/chunk_seconds", done.seconds),
             (done.global_step, "rf/save_seconds", done.save_seconds),
+            (done.global_step, "rf/steps_per_second", steps / done.seconds if done.seconds > 0 else 0.0),
         ]
         if done.chunk_index == 1 or self.store.run(done.run_id).total_chunks is None:
             self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)

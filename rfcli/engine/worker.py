@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 import time
 import traceback
 import warnings
@@ -32,6 +35,7 @@ def worker_main(
     """Process entry point: serve the controller's messages until told to shut down."""
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
+    exit_with_parent()
     quiet_libraries()
     import torch
 
@@ -48,13 +52,31 @@ def worker_main(
             outbox.put(worker.train_chunk(message))
 
 
+def exit_with_parent() -> None:
+    """A `kill -9` of `rf run` must not leave a worker finishing its chunk into the checkpoint folder
+    that the next `rf run` resumes from: the worker ends the moment its parent is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rf-parent-watch", daemon=True).start()
+
+
 def quiet_libraries() -> None:
     """Library chatter would tear through the live table; errors still reach the run's record."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 class Worker:

@@ -12,8 +12,8 @@ from types import TracebackType
 from rich.console import Console, Group
 from rich.live import Live
 
-from rfcli.cli.status import RECENT_EVENTS, status_view
 from rfcli.store.database import ExperimentStore
+from rfcli.ui.tables import RECENT_EVENTS, notable_events, status_view
 
 REDRAW_SECONDS = 0.5
 
@@ -53,4 +53,4 @@ class LiveView:
     def render(self) -> Group:
         runs = self.store.runs()
         latest = {run.id: self.store.latest_metrics(run.id) for run in runs}
-        return status_view(self.folder, runs, latest, self.store.events(limit=RECENT_EVENTS))
+        return status_view(self.folder, runs, latest, notable_events(self.store, RECENT_EVENTS))

@@ -13,10 +13,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from rfcli.cli.status import format_time, status_command
+from rfcli.cli.status import status_command
 from rfcli.config.errors import ConfigError
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import STATE_DB, experiment_folder
+from rfcli.ui.tables import format_time
 
 app = typer.Typer()
 app.command()(status_command)
@@ -69,9 +70,9 @@ def test_recent_events_below_the_table_oldest_first(experiments: Path) -> None:
     out = invoke("lora-sweep", "--dir", str(experiments)).output
     events = out[out.index("recent events") :]
     assert "run 3 failed  by worker 1: loss is NaN at step 12" in events
-    assert "run 1 created" not in events  # the oldest event fell off
-    assert events.index("run 2 stopped") < events.index("run 3 failed")
-    assert len(events.strip().splitlines()) == 1 + 8  # heading + the last 8 of 9 events
+    assert "run 4 ready" not in events  # the scheduler's chunk hand-offs are recorded, not shown
+    assert events.index("run 1 created") < events.index("run 2 stopped") < events.index("run 3 failed")
+    assert len(events.strip().splitlines()) == 1 + 6  # heading + the 6 notable of 9 events
 
 
 def test_a_long_event_detail_shows_its_first_line(experiments: Path) -> None:
@@ -95,7 +96,7 @@ def test_json_has_runs_and_events(experiments: Path) -> None:
     assert runs[3]["latest_metrics"] == {"loss": None}  # NaN is not JSON
     assert runs[3]["error"] == "loss is NaN at step 12"
     assert data["events"][0]["kind"] == "failed"  # newest first, as the store gives them
-    assert len(data["events"]) == 8
+    assert len(data["events"]) == 6
 
 
 def test_empty_experiment(tmp_path: Path) -> None:
