@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from rfcli.cli import plan, run, status, ui
+from rfcli.cli import ctl, plan, run, status, ui
 from rfcli.config.errors import ConfigError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("plan")(plan.plan_command)
 app.command("run")(run.run_command)
 app.command("status")(status.status_command)
 app.command("ui")(ui.ui_command)
+app.add_typer(ctl.ctl_app)
 
 
 @app.callback()

@@ -7,10 +7,12 @@ says so, and MLflow mirrors the store's metrics from the last step it already ho
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rfcli.config.plan import flatten
+from rfcli.engine.control import CommandApplier
 from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
 from rfcli.engine.scheduler import RunProgress, next_assignments
@@ -43,19 +45,48 @@ class Controller:
         self.pool = pool
         self.announce = announce
         self.placement = Placement()
+        self.commands = CommandApplier(store, pool.experiment, self.after_command)
+        self.leaving = False
+        """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
+        self.unsynced: set[int] = set()
+        """Runs with metrics recorded in the store but not yet sent to MLflow."""
 
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
+        self.store.set_meta("controller_pid", str(os.getpid()))
         self.recover()
         while self.busy_or_schedulable():
-            self.dispatch()
-            for reply in self.pool.replies(timeout=0.25):
+            self.steer_and_dispatch()
+            replies = self.pool.replies(timeout=0.25)
+            for reply in replies:
                 self.handle(reply)
+            if replies:
+                self.steer_and_dispatch()  # a worker is free: give it work before the bookkeeping
+            self.flush_mlflow()
             self.check_workers()
             refresh()
 
+    def steer_and_dispatch(self) -> None:
+        for line in self.commands.apply_pending(busy=self.placement.busy):
+            self.announce(line)
+        if not self.leaving:
+            self.dispatch()
+
     def busy_or_schedulable(self) -> bool:
+        if self.leaving:
+            return bool(self.placement.busy)
         return bool(self.placement.busy) or any(run.state in SCHEDULABLE for run in self.store.runs())
+
+    def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
+        if run.mlflow_run_id is not None and verb in ("stop", "resume"):
+            self.tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
+        if verb == "delete":
+            parked = self.placement.parked.pop(run.id, None)
+            if parked is not None:
+                self.pool.send(parked[0], ReleaseRun(run.id))
+            if run.mlflow_run_id is not None:
+                self.tracker.set_tags(run.mlflow_run_id, {"rf.state": "deleted", "rf.delete_cause": cause})
+                self.end_mlflow_run(run)
 
     def recover(self) -> None:
         """Runs left 'running' by a killed `rf run` go back to their last recorded chunk."""
@@ -104,6 +135,7 @@ class Controller:
         steps = done.global_step - self.store.run(done.run_id).global_step
         timing = [
             (done.global_step, "rf/chunk_seconds", done.seconds),
+            (done.global_step, "rf/setup_seconds", done.setup_seconds),
             (done.global_step, "rf/save_seconds", done.save_seconds),
             (done.global_step, "rf/steps_per_second", steps / done.seconds if done.seconds > 0 else 0.0),
         ]
@@ -120,10 +152,8 @@ class Controller:
         self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
         if not done.finished:
             self.placement.parked[done.run_id] = (done.worker, done.global_step)
+        self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
-        self.sync_mlflow(run)
-        if done.finished:
-            self.end_mlflow_run(run)
         self.announce(chunk_line(run, self.store.latest_metrics(run.id), done))
 
     def fail(self, run_id: int, error: str) -> None:
@@ -157,6 +187,14 @@ class Controller:
         mlflow_run_id = self.tracker.start_run(run.name, flatten(run.config), tags)
         self.store.set_mlflow_run(run.id, mlflow_run_id)
 
+    def flush_mlflow(self) -> None:
+        """Send recorded metrics to MLflow, and end the MLflow runs of runs that finished."""
+        while self.unsynced:
+            run = self.store.run(self.unsynced.pop())
+            self.sync_mlflow(run)
+            if run.state == "completed":
+                self.end_mlflow_run(run)
+
     def sync_mlflow(self, run: RunRecord) -> None:
         rows = self.store.metrics(run.id, after_step=run.mlflow_synced_step)
         if run.mlflow_run_id is None or not rows:
@@ -178,6 +216,7 @@ class Controller:
 
     def shutdown(self) -> None:
         """On Ctrl-C: chunks in flight are lost, their runs resume from the last recorded chunk."""
+        self.flush_mlflow()
         for run_id in list(self.placement.busy):
             self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
         self.placement.busy.clear()

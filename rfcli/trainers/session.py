@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ class ChunkBoundaries(TrainerCallback):
     ) -> None:
         epoch_steps = steps_per_epoch(len(kwargs["train_dataloader"]), args.gradient_accumulation_steps)
         self.boundaries = chunk_boundaries(epoch_steps, self.num_chunks, state.max_steps)
+        fast_forward_schedule(kwargs.get("lr_scheduler"), state.global_step)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -112,6 +114,16 @@ class ChunkBoundaries(TrainerCallback):
             save_seconds=time.perf_counter() - self.save_started,
         )
         self.session.chunk_saved(outcome, control)
+
+
+def fast_forward_schedule(scheduler: Any, global_step: int) -> None:
+    """A warm start brings weights and a step but no scheduler state: move the run's own fresh
+    schedule to the step it starts from, so warmup and decay stay where the step says."""
+    behind = global_step - getattr(scheduler, "last_epoch", global_step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stepping a schedule before its optimizer is intended here
+        for _ in range(behind):
+            scheduler.step()
 
 
 class RunSession:

@@ -40,7 +40,7 @@ def status_view(
     """The runs table, then the recent events oldest first, like the tail of a log."""
     table = Table(title=f"{folder.name}: {len(runs)} runs", caption=state_counts(runs))
     table.add_column("run", justify="right")
-    table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=48)
+    table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=32)
     table.add_column("state")
     table.add_column("chunks", justify="right")
     table.add_column("step", justify="right")

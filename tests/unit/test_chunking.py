@@ -14,8 +14,12 @@ def test_every_epoch_passes_through_all_chunks() -> None:
 
 
 def test_max_steps_ending_mid_epoch_ends_the_last_chunk() -> None:
-    assert chunk_boundaries(epoch_steps=10, num_chunks=4, max_steps=6) == [2, 5, 6]
     assert chunk_boundaries(epoch_steps=10, num_chunks=2, max_steps=25) == [5, 10, 15, 20, 25]
+
+
+def test_a_run_shorter_than_an_epoch_still_gets_its_chunks() -> None:
+    assert chunk_boundaries(epoch_steps=10, num_chunks=4, max_steps=6) == [1, 3, 4, 6]
+    assert chunk_boundaries(epoch_steps=250, num_chunks=4, max_steps=100) == [25, 50, 75, 100]
 
 
 def test_more_chunks_than_steps_gives_one_step_chunks() -> None:

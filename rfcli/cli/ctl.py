@@ -1,0 +1,149 @@
+"""`rf ctl stop|resume|delete|clone RUN_ID`: steer the runs of an experiment from any terminal.
+
+The command goes into the experiment's store; `rf run` applies it at the run's next chunk
+boundary (at once for a run that is not training) and records who asked.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rfcli.cli.plan import OverridesArgument
+from rfcli.config.errors import ConfigError
+from rfcli.store.database import ExperimentStore
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
+
+ctl_app = typer.Typer(
+    name="ctl",
+    help="Stop, resume, delete or clone a run of an experiment while `rf run` trains it.",
+    no_args_is_help=True,
+)
+
+RunArgument = Annotated[int, typer.Argument(help="The run id, as `rf status` shows it.", show_default=False)]
+ExperimentOption = Annotated[
+    str | None, typer.Option("--experiment", "-e", help="Experiment name; default: the most recent.")
+]
+DirOption = Annotated[Path, typer.Option("--dir", help="Folder holding the experiments.")]
+WaitOption = Annotated[float, typer.Option("--wait", help="Seconds to wait for `rf run` to apply it.")]
+CAUSE = "rf ctl"
+
+
+@ctl_app.command("stop")
+def stop_command(
+    run_id: RunArgument,
+    experiment: ExperimentOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
+    wait: WaitOption = 3.0,
+) -> None:
+    """Stop a run after the chunk it is on; its state is kept for `rf ctl resume`."""
+    submit("stop", run_id, {}, experiment, experiments_dir, wait)
+
+
+@ctl_app.command("resume")
+def resume_command(
+    run_id: RunArgument,
+    experiment: ExperimentOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
+    wait: WaitOption = 3.0,
+) -> None:
+    """Return a stopped run to the schedule at its next chunk."""
+    submit("resume", run_id, {}, experiment, experiments_dir, wait)
+
+
+@ctl_app.command("delete")
+def delete_command(
+    run_id: RunArgument,
+    experiment: ExperimentOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
+    wait: WaitOption = 3.0,
+) -> None:
+    """Stop a run and remove its checkpoints; it can no longer be resumed or cloned warm."""
+    submit("delete", run_id, {}, experiment, experiments_dir, wait)
+
+
+@ctl_app.command("clone")
+def clone_command(
+    run_id: RunArgument,
+    overrides: OverridesArgument = None,
+    warm: Annotated[
+        bool, typer.Option("--warm", help="Start from the run's current weights and step.")
+    ] = False,
+    experiment: ExperimentOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
+    wait: WaitOption = 3.0,
+) -> None:
+    """A new run from RUN_ID's config with the given key=value changes (validated like a plan)."""
+    folder = find_experiment(experiment, search_dir=experiments_dir)
+    with ExperimentStore(folder / STATE_DB) as store:
+        parent = store.run(run_id)
+        config = clone_config(parent.config, parent.max_steps, overrides or [])
+    args = {"config": config, "overrides": overrides or [], "warm": warm}
+    submit("clone", run_id, args, experiment, experiments_dir, wait)
+
+
+def clone_config(
+    parent: dict[str, Any], parent_max_steps: int | None, overrides: list[str]
+) -> dict[str, Any]:
+    """The parent's config with overrides applied, checked like a plan; it keeps the parent's
+    max_steps unless told otherwise, so parent and clone train for as long."""
+    from omegaconf import OmegaConf
+
+    from rfcli.config.loader import apply_overrides
+    from rfcli.config.plan import build_run_config
+    from rfcli.config.search import grid_configs
+
+    source = "rf ctl clone"
+    config = OmegaConf.create(parent)
+    if parent_max_steps is not None and not any(o.startswith("training.max_steps=") for o in overrides):
+        OmegaConf.update(config, "training.max_steps", parent_max_steps, force_add=True)
+    resolved = OmegaConf.to_container(apply_overrides(config, overrides, source), resolve=True)
+    assert isinstance(resolved, dict)
+    merged = {str(key): value for key, value in resolved.items()}
+    if len(grid_configs(merged)) != 1:
+        raise ConfigError("a clone is one run: give plain values, not search axes", source=source)
+    try:
+        build_run_config(merged)
+    except ConfigError as error:
+        raise error.located(source) from None
+    return merged
+
+
+def submit(
+    verb: str, run_id: int, args: dict[str, Any], experiment: str | None, folder_dir: Path, wait: float
+) -> None:
+    folder = find_experiment(experiment, search_dir=folder_dir)
+    with ExperimentStore(folder / STATE_DB) as store:
+        store.run(run_id)  # a clear error for an unknown run, before anything is written
+        command_id = store.add_command(verb, run_id, args, cause=CAUSE)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            command = store.command(command_id)
+            if command.outcome == "applied":
+                typer.echo(f"{verb} run {run_id}: applied")
+                return
+            if command.outcome == "refused":
+                typer.echo(f"{verb} run {run_id}: refused: {command.error}", err=True)
+                raise typer.Exit(1)
+            time.sleep(0.1)
+        if controller_running(store):
+            typer.echo(f"{verb} run {run_id}: queued; it applies when run {run_id}'s chunk in flight ends")
+        else:
+            typer.echo(
+                f"{verb} run {run_id}: queued; `rf run` is not running, it applies when rf run resumes"
+            )
+
+
+def controller_running(store: ExperimentStore) -> bool:
+    pid = store.get_meta("controller_pid")
+    if pid is None:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True

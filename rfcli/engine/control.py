@@ -1,0 +1,136 @@
+"""Commands that steer runs (stop, resume, delete, clone), as the controller applies them.
+
+`rf ctl` and the live table's keys only write commands into the store; the controller applies
+them here, between chunks: a command for a run that is training waits in the store until that
+run's chunk is recorded, and any other takes effect at the controller's next turn (a fraction of
+a second). Each applied command changes state through the store, which records the event and its
+cause; a refused command says why.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+from rfcli.config.plan import config_fingerprint
+from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
+
+VERBS = ("stop", "resume", "delete", "clone")
+ENDED = ("completed", "failed", "deleted")
+
+
+class CommandRefused(Exception):
+    """The command cannot apply to the run as it is; the message says why."""
+
+
+class CommandApplier:
+    def __init__(
+        self,
+        store: ExperimentStore,
+        folder: Path,
+        on_change: Callable[[RunRecord, str, str], None],
+    ) -> None:
+        self.store = store
+        self.folder = folder
+        self.on_change = on_change
+        """Called with (run, verb, cause) after a command changed a run, for what lives outside
+        the store: a worker's parked state, the MLflow run."""
+
+    def apply_pending(self, busy: Collection[int]) -> list[str]:
+        """Apply every pending command whose run is not mid-chunk; one line per outcome."""
+        lines = []
+        for command in self.store.pending_commands():
+            if command.run_id in busy and command.verb in ("stop", "delete"):
+                continue  # takes effect at that run's chunk boundary
+            try:
+                line = self.apply(command)
+            except CommandRefused as refusal:
+                self.store.finish_command(command.id, outcome="refused", error=str(refusal))
+                self.store.add_event(command.run_id, f"{command.verb} refused", command.cause, str(refusal))
+                lines.append(f"{command.verb} run {command.run_id} refused: {refusal}")
+            else:
+                self.store.finish_command(command.id, outcome="applied")
+                self.on_change(self.store.run(command.run_id), command.verb, command.cause)
+                lines.append(line)
+        return lines
+
+    def apply(self, command: CommandRecord) -> str:
+        try:
+            run = self.store.run(command.run_id)
+        except KeyError as missing:
+            raise CommandRefused(str(missing).strip("'\"")) from None
+        cause = command.cause
+        if command.verb == "stop":
+            if run.state in (*ENDED, "stopped"):
+                raise CommandRefused(f"run {run.id} is {run.state}")
+            self.store.set_state(run.id, "stopped", cause=cause, detail=f"after chunk {run.chunks_done}")
+            return f"run {run.id}: stopped after chunk {run.chunks_done}"
+        if command.verb == "resume":
+            if run.state != "stopped":
+                raise CommandRefused(f"run {run.id} is {run.state}; only a stopped run resumes")
+            self.store.set_state(run.id, "ready", cause=cause, detail="resumed")
+            return f"run {run.id}: resumed"
+        if command.verb == "delete":
+            if run.state == "deleted":
+                raise CommandRefused(f"run {run.id} is already deleted")
+            self.store.set_state(run.id, "deleted", cause=cause)
+            shutil.rmtree(self.folder / "runs" / str(run.id), ignore_errors=True)
+            return f"run {run.id}: deleted, checkpoints removed"
+        if command.verb == "clone":
+            return self.clone(run, command.args, cause)
+        raise CommandRefused(f"unknown command '{command.verb}'; expected one of {', '.join(VERBS)}")
+
+    def clone(self, parent: RunRecord, args: dict[str, Any], cause: str) -> str:
+        """A new run from the parent's config with the (already validated) overrides applied;
+        warm, it starts from the parent's last recorded weights and step."""
+        warm = bool(args.get("warm"))
+        if warm and (parent.state == "deleted" or parent.checkpoint is None):
+            reason = "is deleted" if parent.state == "deleted" else "has no finished chunk yet"
+            raise CommandRefused(f"run {parent.id} {reason}; a warm clone needs its weights")
+        config: dict[str, Any] = args["config"]
+        run_id = self.store.next_run_id()
+        overrides = " ".join(args.get("overrides", []))
+        name = (
+            f"{run_id} clone of {parent.id}"
+            + (" (warm)" if warm else "")
+            + (f" {overrides}" if overrides else "")
+        )
+        self.store.add_run(
+            run_id,
+            config,
+            config_fingerprint(config),
+            name=name,
+            parent_id=parent.id,
+            warm_start=warm,
+            cause=cause,
+        )
+        if warm:
+            assert parent.checkpoint is not None
+            checkpoint = warm_start_checkpoint(Path(parent.checkpoint), parent.id, self.folder, run_id)
+            self.store.record_chunk(
+                run_id,
+                chunks_done=parent.chunks_done,
+                global_step=parent.global_step,
+                checkpoint=str(checkpoint),
+                metrics=[],
+            )
+            self.store.set_state(
+                run_id, "ready", cause=cause, detail=f"from run {parent.id} at step {parent.global_step}"
+            )
+        return f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
+
+
+def warm_start_checkpoint(source: Path, parent_id: int, folder: Path, run_id: int) -> Path:
+    """A copy of the parent's checkpoint for the clone: its weights (the adapter renamed to the
+    clone's), its step and RNG, but no optimizer or scheduler state, so the clone's own learning
+    rate and schedule apply from that step on."""
+    from rfcli.trainers.host import adapter_name
+
+    target = folder / "runs" / str(run_id) / "checkpoints" / source.name
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt"))
+    parent_adapter = target / adapter_name(parent_id)
+    if parent_adapter.is_dir():
+        parent_adapter.rename(target / adapter_name(run_id))
+    return target
