@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rfcli.cli.plan import ConfigArgument, OverridesArgument
 
@@ -28,12 +29,17 @@ def run_command(
     from rfcli.engine.experiment import open_experiment, preflight_data
     from rfcli.engine.pool import WorkerPool, visible_devices
     from rfcli.ui.live import LiveView
+    from rfcli.ui.tables import experiment_view
 
     console = Console()
     run_plan = compile_plan(config, overrides or [])
     preflight_data(run_plan)
     experiment = open_experiment(run_plan)
-    console.print(f"experiment [bold]{run_plan.name}[/] in {experiment.folder} · {len(run_plan.runs)} runs")
+    console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
+    if not experiment.has_work():
+        console.print(experiment_view(experiment.store, experiment.folder))
+        console.print("nothing left to train: every run is completed, stopped, failed or deleted")
+        return
     pool = WorkerPool(experiment.folder, visible_devices(workers))
     with LiveView(experiment.store, experiment.folder, console) as view:
         controller = Controller(experiment.store, experiment.tracker, pool, view.announce)

@@ -118,7 +118,17 @@ def as_dataset(loaded: object, spec: str, key: str) -> Dataset:
 def apply_formatting(dataset: Dataset, format_row: Callable[[dict[str, Any]], dict[str, Any]]) -> Dataset:
     """Map each row through the formatting function. The original columns go, except those the
     function returns: `datasets` removes `remove_columns` before adding the function's output."""
-    return dataset.map(format_row, remove_columns=dataset.column_names)
+
+    def checked(row: dict[str, Any], index: int) -> dict[str, Any]:
+        try:
+            return format_row(row)
+        except Exception as error:
+            raise ConfigError(
+                f"the formatting function raised {type(error).__name__}: {error} (on row {index})",
+                key="data.formatting",
+            ) from None
+
+    return dataset.map(checked, with_indices=True, remove_columns=dataset.column_names)
 
 
 def split_off_eval(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:

@@ -7,11 +7,12 @@ says so, and MLflow mirrors the store's metrics from the last step it already ho
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rfcli.config.plan import flatten
+from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier
 from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
@@ -54,6 +55,7 @@ class Controller:
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
         self.store.set_meta("controller_pid", str(os.getpid()))
+        self.store.add_event(None, "started", cause="rf run", detail=f"{len(self.pool.workers)} worker(s)")
         self.recover()
         while self.busy_or_schedulable():
             self.steer_and_dispatch()
@@ -127,6 +129,8 @@ class Controller:
     def handle(self, reply: WorkerReply) -> None:
         self.placement.busy.pop(reply.run_id, None)
         if isinstance(reply, ChunkFailed):
+            self.store.add_metrics(reply.run_id, reply.metrics)
+            self.unsynced.add(reply.run_id)
             self.fail(reply.run_id, reply.error)
             return
         self.record(reply)
@@ -184,7 +188,8 @@ class Controller:
         tags = {"rf.run_id": str(run.id), "rf.fingerprint": run.fingerprint}
         if run.parent_id is not None:
             tags.update({"rf.parent": str(run.parent_id), "rf.warm_start": str(run.warm_start).lower()})
-        mlflow_run_id = self.tracker.start_run(run.name, flatten(run.config), tags)
+        params = flatten(dataclasses.asdict(to_typed_config(run.config)))  # with the defaults it ran with
+        mlflow_run_id = self.tracker.start_run(run.name, params, tags)
         self.store.set_mlflow_run(run.id, mlflow_run_id)
 
     def flush_mlflow(self) -> None:

@@ -22,6 +22,11 @@ class Experiment:
     store: ExperimentStore
     tracker: MlflowTracker
 
+    def has_work(self) -> bool:
+        """A run left to train, or a command waiting (a resume, a clone) that may give one."""
+        unfinished = any(run.state in ("pending", "ready", "running") for run in self.store.runs())
+        return unfinished or bool(self.store.pending_commands())
+
 
 def open_experiment(run_plan: RunPlan) -> Experiment:
     """Create the experiment's folder and runs, or reopen it when the same plan ran before."""

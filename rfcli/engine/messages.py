@@ -54,6 +54,8 @@ class ChunkFailed:
     worker: int
     run_id: int
     error: str
+    metrics: list[MetricRow] = field(default_factory=list)
+    """The steps the run took in this chunk before it failed (the loss that went NaN, say)."""
 
 
 WorkerReply = ChunkDone | ChunkFailed

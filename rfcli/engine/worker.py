@@ -99,8 +99,10 @@ class Worker:
             setup_seconds = time.perf_counter() - started
             outcome = session.train_chunk()
         except BaseException as error:  # noqa: BLE001 - one run failing must leave the others training
+            failed = self.sessions.get(order.run_id)
+            metrics = failed.take_metrics() if failed is not None else []
             self.release(order.run_id)
-            return ChunkFailed(self.worker_id, order.run_id, describe_error(error))
+            return ChunkFailed(self.worker_id, order.run_id, describe_error(error), metrics)
         if outcome.finished:
             self.release(order.run_id)
         return ChunkDone(

@@ -293,6 +293,14 @@ class ExperimentStore:
                 [(run_id, int(step), key, _to_sql_float(value)) for step, key, value in metrics],
             )
 
+    def add_metrics(self, run_id: int, metrics: list[tuple[int, str, float]]) -> None:
+        """Metric rows outside a finished chunk: the steps a failed run took before it failed."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
+                [(run_id, int(step), key, _to_sql_float(value)) for step, key, value in metrics],
+            )
+
     def metrics(self, run_id: int, *, after_step: int = -1) -> list[tuple[int, str, float]]:
         """(step, key, value) rows with step > after_step, by step then key."""
         rows = self._read(

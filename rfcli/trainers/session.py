@@ -95,10 +95,10 @@ class ChunkBoundaries(TrainerCallback):
     ) -> None:
         if not logs or FINAL_SUMMARY_KEY in logs:
             return
+        self.session.collect(state.global_step, logs)
         loss = logs.get("loss")
         if isinstance(loss, float) and not math.isfinite(loss):
             raise NonFiniteLossError(f"loss is {loss} at step {state.global_step}")
-        self.session.collect(state.global_step, logs)
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -175,6 +175,11 @@ class RunSession:
             self._turn.release()
             self._thread.join()
         self.global_step = None
+
+    def take_metrics(self) -> list[MetricRow]:
+        """The rows logged since the last chunk boundary (what a failed chunk got to)."""
+        rows, self._metrics = self._metrics, []
+        return rows
 
     # Called on the run's own thread, from the Trainer's loop.
 

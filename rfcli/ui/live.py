@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.live import Live
 
 from rfcli.store.database import ExperimentStore
-from rfcli.ui.tables import RECENT_EVENTS, notable_events, status_view
+from rfcli.ui.tables import experiment_view
 
 REDRAW_SECONDS = 0.5
 
@@ -51,6 +51,4 @@ class LiveView:
             self._drawn_at = time.monotonic()
 
     def render(self) -> Group:
-        runs = self.store.runs()
-        latest = {run.id: self.store.latest_metrics(run.id) for run in runs}
-        return status_view(self.folder, runs, latest, notable_events(self.store, RECENT_EVENTS))
+        return experiment_view(self.store, self.folder)

@@ -92,3 +92,10 @@ def format_time(epoch: float) -> str:
 
 def format_metric(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def experiment_view(store: ExperimentStore, folder: Path) -> Group:
+    """The runs table and recent events of one experiment, read from its store."""
+    runs = store.runs()
+    latest = {run.id: store.latest_metrics(run.id) for run in runs}
+    return status_view(folder, runs, latest, notable_events(store, RECENT_EVENTS))

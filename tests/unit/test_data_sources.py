@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from rfcli.config.errors import ConfigError
 from rfcli.config.schema import DataConfig, DataSource, ExperimentConfig
-from rfcli.data.sources import check_columns, load_run_data, load_source
+from rfcli.data.sources import apply_formatting, check_columns, load_run_data, load_source
 
 BUILDERS = """
 from datasets import Dataset
@@ -230,3 +230,14 @@ def test_chatterbot_qa_categories() -> None:
     assert ai["prompt"] == chatterbot_qa()["prompt"][: len(ai)]  # ai.yml comes first: a fixed order
     with pytest.raises(ValueError, match="unknown chatterbot-corpus categories \\['nope'\\]"):
         chatterbot_qa(categories=["nope"])
+
+
+def test_a_formatting_function_that_raises_names_the_key_and_row() -> None:
+    def format_row(row: dict[str, int]) -> dict[str, str]:
+        if row["x"] == 2:
+            raise ValueError("bad x")
+        return {"text": str(row["x"])}
+
+    with pytest.raises(ConfigError, match=r"raised ValueError: bad x \(on row 1\)") as raised:
+        apply_formatting(Dataset.from_list([{"x": 1}, {"x": 2}]), format_row)
+    assert raised.value.key == "data.formatting"

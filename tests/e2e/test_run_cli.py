@@ -1,0 +1,336 @@
+"""`rf run` end to end: real sweeps of `rf-tiny` trained through the CLI, checked in the state store
+and in MLflow. The four-run sweep is trained once (`trained_sweep`); variants of it are compared to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rfcli.store.database import ExperimentStore, RunRecord
+from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
+
+pytestmark = pytest.mark.e2e
+
+RunRf = Callable[..., subprocess.CompletedProcess[str]]
+WriteSweep = Callable[..., Path]
+Sweep = tuple[Path, Path]
+REL_TOL = 1e-5
+
+
+# Reading what a sweep left behind.
+
+
+def stored_runs(folder: Path) -> list[RunRecord]:
+    with ExperimentStore(folder / "state.db") as store:
+        return store.runs()
+
+
+def stored_series(folder: Path, key: str) -> dict[int, dict[int, float]]:
+    """{run id: {step: value}} of one metric, from the state store."""
+    with ExperimentStore(folder / "state.db") as store:
+        return {
+            run.id: {step: value for step, name, value in store.metrics(run.id) if name == key}
+            for run in store.runs()
+        }
+
+
+def series_by_settings(folder: Path, key: str) -> dict[tuple[float, int], dict[int, float]]:
+    """{(learning rate, LoRA rank): {step: value}}: runs of two sweeps matched by what they train."""
+    series = stored_series(folder, key)
+    return {
+        (run.config["training"]["learning_rate"], run.config["lora"]["r"]): series[run.id]
+        for run in stored_runs(folder)
+    }
+
+
+def mlflow_runs(folder: Path) -> tuple[MlflowTracker, list[Any]]:
+    """The experiment's tracker and its MLflow runs (looked up by experiment name = folder name)."""
+    tracker = MlflowTracker(tracking_uri_for(folder), folder.name)
+    client = tracker._client  # noqa: SLF001 - the tracker exposes no search; tests read MLflow directly
+    return tracker, client.search_runs([tracker.experiment_id], max_results=1000)
+
+
+def mlflow_step_counts(tracker: MlflowTracker, run: Any) -> dict[str, list[int]]:
+    """{metric key: every step it was logged at, duplicates kept} of one MLflow run."""
+    return {
+        key: [step for step, _ in tracker.metric_history(run.info.run_id, key)] for key in run.data.metrics
+    }
+
+
+def assert_same_series(
+    expected: dict[Any, dict[int, float]], actual: dict[Any, dict[int, float]], what: str
+) -> None:
+    assert actual.keys() == expected.keys(), f"{what}: runs differ"
+    for run_id, steps in expected.items():
+        assert actual[run_id].keys() == steps.keys(), f"{what}: run {run_id} logged other steps"
+        for step, value in steps.items():
+            assert math.isclose(actual[run_id][step], value, rel_tol=REL_TOL), (
+                f"{what}: run {run_id} step {step}: {actual[run_id][step]!r} != {value!r}"
+            )
+
+
+def most_runs_training_at_once(folder: Path) -> int:
+    """Replays the event log: the most runs that were 'running' at the same moment."""
+    with ExperimentStore(folder / "state.db") as store:
+        events = sorted(store.events(limit=10_000), key=lambda event: event.id)
+    running: set[int | None] = set()
+    most = 0
+    for event in events:
+        if event.kind == "running":
+            running.add(event.run_id)
+        else:
+            running.discard(event.run_id)
+        most = max(most, len(running))
+    return most
+
+
+def most_runs_trained_between_chunks(folder: Path) -> int:
+    """The most other runs that trained a chunk between two chunks of one run: 0 when runs went one
+    after another, more when they took turns."""
+    with ExperimentStore(folder / "state.db") as store:
+        starts = [
+            event.run_id
+            for event in sorted(store.events(limit=10_000), key=lambda e: e.id)
+            if event.kind == "running"
+        ]
+    most = 0
+    for index, run_id in enumerate(starts):
+        following = starts[index + 1 :]
+        if run_id in following:
+            most = max(most, len(set(following[: following.index(run_id)])))
+    return most
+
+
+# 1. A four-run SFT LoRA sweep.
+
+
+def test_sweep_trains_every_run_to_its_last_step(trained_sweep: Sweep) -> None:
+    _, folder = trained_sweep
+    runs = stored_runs(folder)
+    losses = stored_series(folder, "loss")
+    learning_rates = stored_series(folder, "learning_rate")
+    eval_losses = stored_series(folder, "eval_loss")
+
+    assert len(runs) == 4
+    assert {(run.config["training"]["learning_rate"], run.config["lora"]["r"]) for run in runs} == {
+        (1e-3, 4),
+        (1e-3, 8),
+        (3e-3, 4),
+        (3e-3, 8),
+    }
+    for run in runs:
+        assert run.state == "completed", run
+        assert run.error is None
+        assert run.total_chunks == 4
+        assert run.chunks_done == run.total_chunks
+        assert run.max_steps is not None and run.max_steps > 4
+        assert run.global_step == run.max_steps
+        every_step = set(range(1, run.max_steps + 1))
+        assert losses[run.id].keys() == every_step, f"run {run.id}: loss steps"
+        assert learning_rates[run.id].keys() == every_step, f"run {run.id}: learning_rate steps"
+        assert all(math.isfinite(loss) for loss in losses[run.id].values())
+        # One epoch cut into 4 chunks of whole steps: chunk k ends at step max_steps * k // 4.
+        boundaries = {run.max_steps * chunk // 4 for chunk in range(1, 5)}
+        assert eval_losses[run.id].keys() == boundaries, f"run {run.id}: eval_loss steps"
+        assert run.checkpoint is not None
+        checkpoint = Path(run.checkpoint)
+        assert checkpoint.is_dir() and checkpoint.is_relative_to(folder)
+        assert checkpoint.name == f"checkpoint-{run.max_steps}"
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        assert state["global_step"] == run.max_steps
+        assert list(checkpoint.rglob("adapter_model.safetensors")), f"no LoRA adapter in {checkpoint}"
+    # Each run is trained with its own settings: no two loss curves are the same.
+    curves = {tuple(series[step] for step in sorted(series)) for series in losses.values()}
+    assert len(curves) == 4
+
+
+def test_sweep_is_mirrored_in_mlflow(trained_sweep: Sweep) -> None:
+    _, folder = trained_sweep
+    runs = {str(run.id): run for run in stored_runs(folder)}
+    losses = stored_series(folder, "loss")
+    tracker, logged = mlflow_runs(folder)
+
+    assert tracker.experiment_name == "sweep"
+    assert sorted(run.data.tags["rf.run_id"] for run in logged) == sorted(runs)
+    for mlflow_run in logged:
+        run = runs[mlflow_run.data.tags["rf.run_id"]]
+        assert mlflow_run.info.run_id == run.mlflow_run_id
+        assert mlflow_run.info.run_name == run.name
+        assert mlflow_run.info.status == "FINISHED"
+        params = mlflow_run.data.params
+        assert float(params["training.learning_rate"]) == run.config["training"]["learning_rate"]
+        assert int(params["lora.r"]) == run.config["lora"]["r"]
+        assert params["model.name"] == "rf-tiny"
+        assert int(params["num_chunks"]) == 4
+        steps = mlflow_step_counts(tracker, mlflow_run)
+        assert steps["loss"] == list(range(1, run.global_step + 1))
+        for key, logged_steps in steps.items():
+            assert len(logged_steps) == len(set(logged_steps)), f"{key} logged twice at a step"
+        history = dict(tracker.metric_history(mlflow_run.info.run_id, "loss"))
+        assert_same_series({run.id: losses[run.id]}, {run.id: history}, "MLflow loss")
+
+
+def test_status_shows_every_run_completed(trained_sweep: Sweep, rf: RunRf) -> None:
+    _, folder = trained_sweep
+    shown = json.loads(rf("status", "sweep", "--dir", folder.parent, "--json", expect=0).stdout)
+    assert shown["experiment"] == "sweep"
+    assert [(run["id"], run["state"], run["progress"]) for run in shown["runs"]] == [
+        (run_id, "completed", 1.0) for run_id in (1, 2, 3, 4)
+    ]
+    for run in shown["runs"]:
+        assert run["chunks_done"] == run["total_chunks"] == 4
+        assert math.isfinite(run["latest_metrics"]["loss"])
+        assert math.isfinite(run["latest_metrics"]["eval_loss"])
+
+    table = rf("status", "--dir", folder.parent, expect=0).stdout
+    assert "4 runs" in table and "4 completed" in table
+    assert table.count("completed") >= 5  # one per run, and the counts line
+    assert table.count("4/4") == 4
+
+
+def test_running_a_finished_sweep_again_changes_nothing(trained_sweep: Sweep, rf: RunRf) -> None:
+    config, folder = trained_sweep
+    before = stored_runs(folder)
+    losses_before = stored_series(folder, "loss")
+
+    rf("run", config, expect=0)
+
+    after = stored_runs(folder)
+    assert [(r.state, r.chunks_done, r.global_step, r.checkpoint) for r in after] == [
+        (r.state, r.chunks_done, r.global_step, r.checkpoint) for r in before
+    ]
+    assert stored_series(folder, "loss") == losses_before
+    tracker, logged = mlflow_runs(folder)
+    assert len(logged) == 4
+    for mlflow_run in logged:
+        assert mlflow_run.info.status == "FINISHED"
+        for key, steps in mlflow_step_counts(tracker, mlflow_run).items():
+            assert len(steps) == len(set(steps)), f"run {mlflow_run.info.run_name}: {key} logged twice"
+
+
+# 2. Chunking does not change training.
+
+
+def test_training_in_chunks_matches_training_in_one_go(trained_sweep: Sweep, rf: RunRf) -> None:
+    config, chunked = trained_sweep
+    # Runs 1 and 2 of the sweep (rank 4), trained without chunk boundaries, one after the other.
+    rf("run", config, "name=sweep-one-chunk", "num_chunks=1", "lora.r=4", expect=0)
+    whole = chunked.parent / "sweep-one-chunk"
+
+    assert [(run.state, run.total_chunks) for run in stored_runs(whole)] == [("completed", 1)] * 2
+    # The warmup (8 steps) is still rising when the first chunk ends, so the schedule crosses a boundary.
+    first_boundary = min(stored_series(chunked, "eval_loss")[1])
+    rates = stored_series(chunked, "learning_rate")[1]
+    assert rates[first_boundary] < rates[first_boundary + 1] < rates[first_boundary + 2]
+    # Chunked, the two runs took turns (chunk 1 of each, then chunk 2 of each, ...).
+    assert most_runs_trained_between_chunks(chunked) > 1
+    for key in ("loss", "learning_rate"):
+        expected = series_by_settings(whole, key)
+        actual = {
+            settings: values
+            for settings, values in series_by_settings(chunked, key).items()
+            if settings in expected
+        }
+        assert_same_series(expected, actual, key)
+
+
+# 3. Two workers train the same runs as one.
+
+
+def test_two_workers_train_the_same_runs_as_one(trained_sweep: Sweep, rf: RunRf) -> None:
+    config, one_worker = trained_sweep
+    rf("run", config, "name=sweep-two-workers", "--workers", "2", expect=0)
+    two_workers = one_worker.parent / "sweep-two-workers"
+
+    assert [run.state for run in stored_runs(two_workers)] == ["completed"] * 4
+    assert most_runs_training_at_once(two_workers) == 2
+    assert most_runs_training_at_once(one_worker) == 1
+    assert_same_series(
+        series_by_settings(one_worker, "loss"), series_by_settings(two_workers, "loss"), "loss"
+    )
+
+
+# 4. One failing run leaves the others training.
+
+
+def test_a_run_with_a_diverging_loss_fails_alone(tmp_path: Path, rf: RunRf, write_sweep: WriteSweep) -> None:
+    experiments = tmp_path / "experiments"
+    config = write_sweep(tmp_path / "sweep.yaml", experiments, "diverging")
+    # Run 2's learning rate of 1e8 turns the loss into NaN or inf within a few steps.
+    result = rf(
+        "run",
+        config,
+        "lora.r=4",
+        "training.learning_rate={grid: [1.0e-3, 1.0e+8]}",
+        "training.warmup_steps=0",
+        expect=1,
+    )
+    folder = experiments / "diverging"
+    assert "Traceback" not in result.stderr
+    good, bad = stored_runs(folder)
+
+    assert good.state == "completed" and good.error is None
+    assert good.global_step == good.max_steps
+    assert bad.config["training"]["learning_rate"] == 1e8
+    assert bad.state == "failed"
+    assert bad.error is not None and "NonFiniteLossError" in bad.error and "loss is" in bad.error
+    assert bad.max_steps is None or bad.global_step < bad.max_steps
+    assert "failed runs: 2" in result.stdout
+
+    tracker, logged = mlflow_runs(folder)
+    by_rf_id = {run.data.tags["rf.run_id"]: run for run in logged}
+    assert by_rf_id["1"].info.status == "FINISHED"
+    assert by_rf_id["2"].info.status == "FAILED"
+    assert by_rf_id["2"].data.tags["rf.error"] == bad.error
+
+
+# 5. Config errors stop `rf run` before it creates anything.
+
+
+@pytest.mark.parametrize(
+    ("section", "typo", "right"),
+    [
+        (None, "num_chunk", "num_chunks"),
+        ("training", "learnig_rate", "learning_rate"),
+        ("lora", "lora_dropuot", "lora_dropout"),
+    ],
+)
+def test_an_unknown_key_is_a_clear_error(
+    tmp_path: Path, rf: RunRf, write_sweep: WriteSweep, section: str | None, typo: str, right: str
+) -> None:
+    experiments = tmp_path / "experiments"
+    config_path = write_sweep(tmp_path / "sweep.yaml", experiments, "typo")
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    holder = config if section is None else config[section]
+    holder[typo] = holder.pop(right)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+    result = rf("run", config_path, expect=2)
+
+    key = typo if section is None else f"{section}.{typo}"
+    assert str(config_path) in result.stderr
+    assert key in result.stderr
+    assert f"did you mean '{right}'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not experiments.exists()
+
+
+def test_a_config_error_names_a_file_whose_path_has_brackets(
+    tmp_path: Path, rf: RunRf, write_sweep: WriteSweep
+) -> None:
+    folder = tmp_path / "[draft]"
+    folder.mkdir()
+    config = write_sweep(folder / "sweep.yaml", tmp_path / "experiments", "brackets", num_chunk=4)
+
+    result = rf("run", config, expect=2)
+
+    # The message is printed with Rich: a path must not be read as markup ('[draft]' as a style).
+    assert f"{config}: num_chunk: unknown key 'num_chunk'" in result.stderr
