@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from rfcli.cli.plan import OverridesArgument
-from rfcli.config.errors import ConfigError
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
 
@@ -79,38 +78,13 @@ def clone_command(
 ) -> None:
     """A new run from RUN_ID's config with the given key=value changes (validated like a plan)."""
     folder = find_experiment(experiment, search_dir=experiments_dir)
+    from rfcli.config.clone import clone_config
+
     with ExperimentStore(folder / STATE_DB) as store:
         parent = store.run(run_id)
         config = clone_config(parent.config, parent.max_steps, overrides or [])
     args = {"config": config, "overrides": overrides or [], "warm": warm}
     submit("clone", run_id, args, experiment, experiments_dir, wait)
-
-
-def clone_config(
-    parent: dict[str, Any], parent_max_steps: int | None, overrides: list[str]
-) -> dict[str, Any]:
-    """The parent's config with overrides applied, checked like a plan; it keeps the parent's
-    max_steps unless told otherwise, so parent and clone train for as long."""
-    from omegaconf import OmegaConf
-
-    from rfcli.config.loader import apply_overrides
-    from rfcli.config.plan import build_run_config
-    from rfcli.config.search import grid_configs
-
-    source = "rf ctl clone"
-    config = OmegaConf.create(parent)
-    if parent_max_steps is not None and not any(o.startswith("training.max_steps=") for o in overrides):
-        OmegaConf.update(config, "training.max_steps", parent_max_steps, force_add=True)
-    resolved = OmegaConf.to_container(apply_overrides(config, overrides, source), resolve=True)
-    assert isinstance(resolved, dict)
-    merged = {str(key): value for key, value in resolved.items()}
-    if len(grid_configs(merged)) != 1:
-        raise ConfigError("a clone is one run: give plain values, not search axes", source=source)
-    try:
-        build_run_config(merged)
-    except ConfigError as error:
-        raise error.located(source) from None
-    return merged
 
 
 def submit(

@@ -21,8 +21,10 @@ def run_command(
 ) -> None:
     """Train every configuration of CONFIG together, chunk by chunk, with a live table.
 
-    Running it again on the same experiment resumes every run from its last finished chunk.
-    Ctrl-C stops training; the chunks in flight are trained again on the next `rf run`.
+    Keys in the table: up/down select a run; s stop, r resume, d delete, c clone, w warm clone;
+    q leaves: the chunks in flight finish, then rf run exits and training pauses. Running it
+    again on the same experiment attaches to it and resumes every run from its last finished
+    chunk. Ctrl-C stops at once; the chunks in flight are trained again on the next `rf run`.
     """
     from rfcli.config.plan import compile_plan
     from rfcli.engine.controller import Controller
@@ -43,8 +45,13 @@ def run_command(
     pool = WorkerPool(experiment.folder, visible_devices(workers))
     with LiveView(experiment.store, experiment.folder, console) as view:
         controller = Controller(experiment.store, experiment.tracker, pool, view.announce)
+
+        def refresh() -> None:
+            view.refresh()
+            controller.leaving = controller.leaving or view.leave_requested
+
         try:
-            controller.run(view.refresh)
+            controller.run(refresh)
         except KeyboardInterrupt:
             view.announce("interrupted: runs in flight resume from their last chunk on the next `rf run`")
         finally:

@@ -1,4 +1,5 @@
-"""The live table of `rf run`: every run's state, chunk, step, losses and speed, redrawn in place.
+"""The live table of `rf run`: every run's state, chunk, step, losses and speed, redrawn in place,
+steered by keys (see `steering.py`).
 
 When the output is not a terminal (a log file, CI) it prints one plain line per event instead.
 """
@@ -12,10 +13,14 @@ from types import TracebackType
 from rich.console import Console, Group
 from rich.live import Live
 
+from rfcli.config.errors import ConfigError
 from rfcli.store.database import ExperimentStore
+from rfcli.ui.keys import KeyReader
+from rfcli.ui.steering import Request, Steering
 from rfcli.ui.tables import experiment_view
 
 REDRAW_SECONDS = 0.5
+CAUSE = "key"
 
 
 class LiveView:
@@ -23,6 +28,9 @@ class LiveView:
         self.store = store
         self.folder = folder
         self.console = console
+        self.steering = Steering()
+        self.keys = KeyReader()
+        self.leave_requested = False
         self._live: Live | None = None
         self._drawn_at = 0.0
 
@@ -30,12 +38,14 @@ class LiveView:
         if self.console.is_terminal:
             self._live = Live(self.render(), console=self.console, auto_refresh=False, transient=False)
             self._live.__enter__()
+            self.keys.__enter__()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         if self._live is not None:
+            self.keys.__exit__(kind, error, trace)
             self._live.update(self.render(), refresh=True)
             self._live.__exit__(kind, error, trace)
         else:
@@ -46,9 +56,38 @@ class LiveView:
         self.console.print(line, highlight=False, markup=False)
 
     def refresh(self) -> None:
-        if self._live is not None and time.monotonic() - self._drawn_at >= REDRAW_SECONDS:
+        pressed = self.keys.pressed()
+        for key in pressed:
+            self.handle(self.steering.press(key, [run.id for run in self.store.runs()]))
+        if self._live is not None and (pressed or time.monotonic() - self._drawn_at >= REDRAW_SECONDS):
             self._live.update(self.render(), refresh=True)
             self._drawn_at = time.monotonic()
 
+    def handle(self, request: Request | None) -> None:
+        """A key's request becomes the same store command `rf ctl` writes, caused by 'key'."""
+        if request is None:
+            return
+        if request.verb == "leave":
+            self.leave_requested = True
+            self.steering.note = "leaving: chunks in flight finish, then rf run exits (run it again to go on)"
+            return
+        assert request.run_id is not None
+        args = {}
+        if request.verb == "clone":
+            from rfcli.config.clone import clone_config
+
+            parent = self.store.run(request.run_id)
+            try:
+                config = clone_config(parent.config, parent.max_steps, request.overrides)
+            except ConfigError as error:
+                self.steering.note = f"clone refused: {error}"
+                return
+            args = {"config": config, "overrides": request.overrides, "warm": request.warm}
+        self.store.add_command(request.verb, request.run_id, args, cause=CAUSE)
+        self.steering.note = f"{request.verb} run {request.run_id}: sent"
+
     def render(self) -> Group:
-        return experiment_view(self.store, self.folder)
+        runs = self.store.runs()
+        selected = runs[min(self.steering.selected, len(runs) - 1)].id if runs else None
+        table = experiment_view(self.store, self.folder, selected if self.keys.active else None)
+        return Group(table, self.steering.footer()) if self.keys.active else table

@@ -35,9 +35,13 @@ def notable_events(store: ExperimentStore, limit: int) -> list[EventRecord]:
 
 
 def status_view(
-    folder: Path, runs: list[RunRecord], latest: dict[int, dict[str, float]], events: list[EventRecord]
+    folder: Path,
+    runs: list[RunRecord],
+    latest: dict[int, dict[str, float]],
+    events: list[EventRecord],
+    selected: int | None = None,
 ) -> Group:
-    """The runs table, then the recent events oldest first, like the tail of a log."""
+    """The runs table (the `selected` run highlighted), then the recent events oldest first."""
     table = Table(title=f"{folder.name}: {len(runs)} runs", caption=state_counts(runs))
     table.add_column("run", justify="right")
     table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=32)
@@ -58,6 +62,7 @@ def status_view(
             format_metric(metrics.get("loss")),
             format_metric(metrics.get("eval_loss")),
             format_metric(metrics.get("rf/steps_per_second")),
+            style="reverse" if run.id == selected else None,
         )
     lines: list[Any] = [table if runs else Text(f"{folder.name}: no runs yet", style="dim")]
     if events:
@@ -94,8 +99,8 @@ def format_metric(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def experiment_view(store: ExperimentStore, folder: Path) -> Group:
+def experiment_view(store: ExperimentStore, folder: Path, selected: int | None = None) -> Group:
     """The runs table and recent events of one experiment, read from its store."""
     runs = store.runs()
     latest = {run.id: store.latest_metrics(run.id) for run in runs}
-    return status_view(folder, runs, latest, notable_events(store, RECENT_EVENTS))
+    return status_view(folder, runs, latest, notable_events(store, RECENT_EVENTS), selected)

@@ -1,0 +1,33 @@
+"""A clone's config: its parent's, with overrides, checked like a plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rfcli.config.errors import ConfigError
+from rfcli.config.loader import apply_overrides
+from rfcli.config.plan import build_run_config
+from rfcli.config.search import grid_configs
+
+
+def clone_config(
+    parent: dict[str, Any], parent_max_steps: int | None, overrides: list[str]
+) -> dict[str, Any]:
+    """The parent's config with overrides applied, checked like a plan; it keeps the parent's
+    max_steps unless told otherwise, so parent and clone train for as long."""
+    source = "clone"
+    config = OmegaConf.create(parent)
+    if parent_max_steps is not None and not any(o.startswith("training.max_steps=") for o in overrides):
+        OmegaConf.update(config, "training.max_steps", parent_max_steps, force_add=True)
+    resolved = OmegaConf.to_container(apply_overrides(config, overrides, source), resolve=True)
+    assert isinstance(resolved, dict)
+    merged = {str(key): value for key, value in resolved.items()}
+    if len(grid_configs(merged)) != 1:
+        raise ConfigError("a clone is one run: give plain values, not search axes", source=source)
+    try:
+        build_run_config(merged)
+    except ConfigError as error:
+        raise error.located(source) from None
+    return merged
