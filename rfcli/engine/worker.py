@@ -103,7 +103,9 @@ class Worker:
             metrics = failed.take_metrics() if failed is not None else []
             self.release(order.run_id)
             return ChunkFailed(self.worker_id, order.run_id, describe_error(error), metrics)
-        if outcome.finished:
+        if outcome.finished or order.config.get("lora") is None:
+            # A full fine-tune is a whole model: parked, K of them would hold K models in memory.
+            # Its checkpoint is on disk, so its next chunk resumes from there instead.
             self.release(order.run_id)
         return ChunkDone(
             worker=self.worker_id,
