@@ -17,6 +17,9 @@ class ModelConfig:
     """Passed to `AutoModelForCausalLM.from_pretrained` (dtype, attn_implementation, ...)."""
     tokenizer: str | None = None
     """Tokenizer name or path when it differs from the model's."""
+    reference: str | None = None
+    """DPO only: the reference model (a hub name, a folder or a built-in name), loaded with `kwargs`.
+    By default the reference is the base model as it was loaded (with LoRA: adapters disabled)."""
 
 
 @dataclass
@@ -85,5 +88,7 @@ class ExperimentConfig:
             raise ValueError(
                 f"data.eval_fraction: expected a number between 0 and 1, got {self.data.eval_fraction}"
             )
+        if self.model.reference is not None and self.trainer != "dpo":
+            raise ValueError(f"model.reference: only the dpo trainer uses one, not {self.trainer}")
         if self.trainer == "grpo" and not self.rewards:
             raise ValueError("rewards: GRPO needs at least one reward function (`module:function`)")

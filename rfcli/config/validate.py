@@ -22,6 +22,13 @@ def validate_run_config(config: ExperimentConfig) -> None:
         training_arguments(config, output_dir=scratch)
     if config.lora is not None:
         validate_lora(config.lora)
+        if config.trainer == "grpo" and config.training.get("beta", 0.0):
+            # TRL 1.16 copies an adapter named "default" into "ref"; rf's runs are run_<id> on one model.
+            raise ConfigError(
+                "GRPO with LoRA and a KL term (beta > 0) is not supported yet: leave beta at 0 "
+                "or fine-tune fully (no lora)",
+                key="training.beta",
+            )
     for split, source in (("train", config.data.train), ("eval", config.data.eval)):
         if source is not None:
             validate_source(source, key=f"data.{split}.source")

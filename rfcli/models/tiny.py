@@ -1,4 +1,4 @@
-"""Built-in tiny models (`rf-tiny`, `rf-small`) so rf trains end to end with no network.
+"""Built-in tiny models (`rf-tiny`, `rf-tiny-math`, `rf-small`) so rf trains end to end with no network.
 
 No real causal LM ships in a PyPI package, so each one is a random-init Llama-shaped model with a
 byte-level BPE tokenizer trained here on a fixed English corpus. Built once (about a second), cached
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rfcli.models.arithmetic import pretrain_arithmetic
+
 if TYPE_CHECKING:
     from transformers import LlamaConfig, PreTrainedTokenizerFast
 
@@ -27,12 +29,23 @@ class TinyModelSpec:
     num_heads: int
     intermediate_size: int
     vocab_size: int
+    arithmetic_steps: int = 0
+    """Full fine-tuning steps on "What is a plus b?" problems after initialisation (0: none)."""
 
 
 BUILTIN_MODELS: dict[str, TinyModelSpec] = {
     # 918,656 parameters: untied embedding and lm_head 2 x 1024 x 128, 4 layers x 164,096. 3.7 MB in fp32.
     "rf-tiny": TinyModelSpec(
         hidden_size=128, num_layers=4, num_heads=4, intermediate_size=256, vocab_size=1024
+    ),
+    # rf-tiny taught the answer format of "What is a plus b?": 250 steps x 32 problems, about 30 s.
+    "rf-tiny-math": TinyModelSpec(
+        hidden_size=128,
+        num_layers=4,
+        num_heads=4,
+        intermediate_size=256,
+        vocab_size=1024,
+        arithmetic_steps=250,
     ),
     # 29.5M parameters: embedding and lm_head 2 x 4096 x 512, 8 layers x 3.16M. 118 MB in fp32.
     "rf-small": TinyModelSpec(
@@ -96,6 +109,8 @@ def build_model(spec: TinyModelSpec, folder: Path) -> None:
     with torch.random.fork_rng(devices=[]):  # the fixed seed must not reset the caller's random state
         torch.manual_seed(0)
         model = LlamaForCausalLM(llama_config(spec))
+        if spec.arithmetic_steps:
+            pretrain_arithmetic(model, tokenizer, spec.arithmetic_steps, seed=0)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peft import PeftModel
@@ -12,6 +13,8 @@ from transformers import PrinterCallback, Trainer
 
 from rfcli.config.callables import resolve_callable
 from rfcli.trainers.arguments import training_arguments
+from rfcli.trainers.dpo_reference import BaseModelReference, ReferenceCache
+from rfcli.trainers.host import reference_key, reference_model
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
     from rfcli.config.schema import ExperimentConfig
 
 TRAINER_CLASSES = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "grpo": "GRPOTrainer"}
+REFERENCE_FOLDER = "reference-logps"
+"""In the experiment folder: DPO reference log-probs, one file per reference model, data and tokenization."""
 
 
 class LeanCheckpoints(Trainer):
@@ -39,7 +44,13 @@ class LeanCheckpoints(Trainer):
 @functools.cache
 def trainer_class(trainer: str) -> type[Trainer]:
     base = getattr(importlib.import_module("trl"), TRAINER_CLASSES[trainer])
-    return type(f"Chunked{base.__name__}", (LeanCheckpoints, base), {})
+    mixins: tuple[type, ...] = (BaseModelReference,) if trainer == "dpo" else ()
+    return type(f"Chunked{base.__name__}", (LeanCheckpoints, *mixins, base), {})
+
+
+def experiment_folder(output_dir: str) -> Path:
+    """The worker puts a run's checkpoints in `<experiment>/runs/<id>/checkpoints`."""
+    return Path(output_dir).parents[2]
 
 
 def build_trainer(
@@ -58,6 +69,11 @@ def build_trainer(
             for index, reward in enumerate(config.rewards)
         ]
         args.reward_weights = [reward.weight for reward in config.rewards]  # type: ignore[attr-defined]
+    if config.trainer == "dpo":
+        extra["ref_model"] = reference_model(config.model)
+        extra["reference_cache"] = ReferenceCache(
+            experiment_folder(output_dir) / REFERENCE_FOLDER, reference_key(config.model)
+        )
     trainer = trainer_class(config.trainer)(
         model=model,
         args=args,

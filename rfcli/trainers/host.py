@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import set_seed
 
 from rfcli.models.loading import load_base_model, load_tokenizer
+from rfcli.trainers.dpo_reference import reference_identity
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -25,6 +27,27 @@ def model_key(model: ModelConfig) -> str:
     return json.dumps(
         {"name": model.name, "kwargs": model.kwargs, "tokenizer": model.tokenizer}, sort_keys=True
     )
+
+
+def reference_key(model: ModelConfig) -> str:
+    """What DPO scores the reference with: `model.reference` when given, else the base model."""
+    return reference_identity(model.reference or model.name, model.kwargs, model.tokenizer)
+
+
+_REFERENCES: dict[str, PreTrainedModel] = {}
+
+
+def reference_model(model: ModelConfig) -> PreTrainedModel | None:
+    """A separately named DPO reference (`model.reference`), loaded once per worker process, frozen and
+    shared by every run that names it; None means the base model is the reference."""
+    if model.reference is None:
+        return None
+    key = reference_key(model)
+    if key not in _REFERENCES:
+        reference = load_base_model(dataclasses.replace(model, name=model.reference))
+        reference.requires_grad_(False)
+        _REFERENCES[key] = reference.eval()
+    return _REFERENCES[key]
 
 
 class ModelHost:
