@@ -15,15 +15,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.store.database import EventRecord, ExperimentStore, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
 from rfcli.ui.tables import RECENT_EVENTS, notable_events, status_view
 
-ExperimentArgument = Annotated[
-    str | None,
-    typer.Argument(help="Experiment name; default: the one written to most recently.", show_default=False),
-]
-DirOption = Annotated[Path, typer.Option("--dir", help="Folder holding the experiments.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print runs and recent events as JSON.")]
 
 

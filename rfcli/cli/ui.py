@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.config.errors import ConfigError
 
 UI_HOST = "127.0.0.1"
@@ -24,11 +25,6 @@ READY_TIMEOUT_S = 60.0  # `mlflow ui` answers after about 9 s here; a cold first
 STOP_TIMEOUT_S = 10.0  # after SIGTERM, how long the server's processes get before SIGKILL
 REMOTE_URI_PREFIXES = ("http://", "https://", "databricks")
 
-ExperimentArgument = Annotated[
-    str | None,
-    typer.Argument(help="Experiment name (default: the one written to most recently).", show_default=False),
-]
-DirOption = Annotated[Path, typer.Option("--dir", help="Folder that holds the experiments.")]
 PortOption = Annotated[int, typer.Option("--port", help="Port for the UI on 127.0.0.1.")]
 
 
