@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
+from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.cli.plan import OverridesArgument
-from rfcli.store.database import ExperimentStore
+from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
 
 ctl_app = typer.Typer(
@@ -24,10 +25,6 @@ ctl_app = typer.Typer(
 )
 
 RunArgument = Annotated[int, typer.Argument(help="The run id, as `rf status` shows it.", show_default=False)]
-ExperimentOption = Annotated[
-    str | None, typer.Option("--experiment", "-e", help="Experiment name; default: the most recent.")
-]
-DirOption = Annotated[Path, typer.Option("--dir", help="Folder holding the experiments.")]
 WaitOption = Annotated[float, typer.Option("--wait", help="Seconds to wait for `rf run` to apply it.")]
 CAUSE = "rf ctl"
 
@@ -82,7 +79,8 @@ def clone_command(
 
     with ExperimentStore(folder / STATE_DB) as store:
         parent = store.run(run_id)
-        config = clone_config(parent.config, parent.max_steps, overrides or [])
+    refuse_if_final("clone", parent, warm)  # before the seconds a clone's validation takes
+    config = clone_config(parent.config, parent.max_steps, overrides or [])
     args = {"config": config, "overrides": overrides or [], "warm": warm}
     submit("clone", run_id, args, experiment, experiments_dir, wait)
 
@@ -92,7 +90,7 @@ def submit(
 ) -> None:
     folder = find_experiment(experiment, search_dir=folder_dir)
     with ExperimentStore(folder / STATE_DB) as store:
-        store.run(run_id)  # a clear error for an unknown run, before anything is written
+        refuse_if_final(verb, store.run(run_id), bool(args.get("warm")))
         command_id = store.add_command(verb, run_id, args, cause=CAUSE)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -110,6 +108,16 @@ def submit(
             typer.echo(
                 f"{verb} run {run_id}: queued; `rf run` is not running, it applies when rf run resumes"
             )
+
+
+def refuse_if_final(verb: str, run: RunRecord, warm: bool) -> None:
+    """A command that can never apply (the run ended for good) is refused at once, not queued."""
+    from rfcli.engine.control import final_refusal
+
+    refusal = final_refusal(verb, run, warm)
+    if refusal is not None:
+        typer.echo(f"{verb} run {run.id}: refused: {refusal}", err=True)
+        raise typer.Exit(1)
 
 
 def controller_running(store: ExperimentStore) -> bool:

@@ -18,11 +18,20 @@ from rfcli.config.plan import config_fingerprint
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 
 VERBS = ("stop", "resume", "delete", "clone")
-ENDED = ("completed", "failed", "deleted")
 
 
 class CommandRefused(Exception):
     """The command cannot apply to the run as it is; the message says why."""
+
+
+def final_refusal(verb: str, run: RunRecord, warm: bool = False) -> str | None:
+    """Why `verb` can never apply to `run` (it ended for good), or None: `rf ctl` says so at once."""
+    if run.state == "deleted" and (verb != "clone" or warm):
+        what = "a warm clone needs its weights" if verb == "clone" else "it can no longer be steered"
+        return f"run {run.id} is deleted; {what}"
+    if run.state in ("completed", "failed") and verb in ("stop", "resume"):
+        return f"run {run.id} is {run.state}"
+    return None
 
 
 class CommandApplier:
@@ -62,9 +71,12 @@ class CommandApplier:
         except KeyError as missing:
             raise CommandRefused(str(missing).strip("'\"")) from None
         cause = command.cause
+        refusal = final_refusal(command.verb, run, bool(command.args.get("warm")))
+        if refusal is not None:
+            raise CommandRefused(refusal)
         if command.verb == "stop":
-            if run.state in (*ENDED, "stopped"):
-                raise CommandRefused(f"run {run.id} is {run.state}")
+            if run.state == "stopped":
+                raise CommandRefused(f"run {run.id} is already stopped")
             self.store.set_state(run.id, "stopped", cause=cause, detail=f"after chunk {run.chunks_done}")
             return f"run {run.id}: stopped after chunk {run.chunks_done}"
         if command.verb == "resume":
@@ -73,8 +85,6 @@ class CommandApplier:
             self.store.set_state(run.id, "ready", cause=cause, detail="resumed")
             return f"run {run.id}: resumed"
         if command.verb == "delete":
-            if run.state == "deleted":
-                raise CommandRefused(f"run {run.id} is already deleted")
             self.store.set_state(run.id, "deleted", cause=cause)
             shutil.rmtree(self.folder / "runs" / str(run.id), ignore_errors=True)
             return f"run {run.id}: deleted, checkpoints removed"
@@ -86,10 +96,15 @@ class CommandApplier:
         """A new run from the parent's config with the (already validated) overrides applied;
         warm, it starts from the parent's last recorded weights and step."""
         warm = bool(args.get("warm"))
-        if warm and (parent.state == "deleted" or parent.checkpoint is None):
-            reason = "is deleted" if parent.state == "deleted" else "has no finished chunk yet"
-            raise CommandRefused(f"run {parent.id} {reason}; a warm clone needs its weights")
         config: dict[str, Any] = args["config"]
+        if warm and parent.checkpoint is None:
+            raise CommandRefused(f"run {parent.id} has no finished chunk yet; a warm clone needs its weights")
+        max_steps = int(config.get("training", {}).get("max_steps", -1))
+        if warm and 0 < max_steps <= parent.global_step:
+            raise CommandRefused(
+                f"run {parent.id} is at step {parent.global_step} and the clone would stop at {max_steps}; "
+                f"give training.max_steps above {parent.global_step} to train further"
+            )
         run_id = self.store.next_run_id()
         overrides = " ".join(args.get("overrides", []))
         name = (

@@ -57,6 +57,7 @@ class Controller:
         self.store.set_meta("controller_pid", str(os.getpid()))
         self.store.add_event(None, "started", cause="rf run", detail=f"{len(self.pool.workers)} worker(s)")
         self.recover()
+        self.steer_and_dispatch()  # commands that came while rf run was away may give it work
         while self.busy_or_schedulable():
             self.steer_and_dispatch()
             replies = self.pool.replies(timeout=0.25)

@@ -1,6 +1,6 @@
 """Steering and crash safety end to end: `rf ctl` during a real `rf run`, twenty commands at once,
 and `kill -9` of `rf run` at several points followed by a resume that ends where an uninterrupted
-run ends."""
+run ends. The steered and the killed sweeps train on two workers, so runs also move between them."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_kill_9_at_several_points_then_resume_ends_as_an_uninterrupted_run(tmp_p
     folder = experiments / "crashed"
 
     for killed_after in (0, 3, 9):  # at start-up, early in the sweep, in its second epoch
-        process = start_rf("run", crashed)
+        process = start_rf("run", crashed, "--workers", "2")  # runs move between workers too
         wait_for(partial(has_chunks, folder, killed_after), f"{killed_after} chunks")
         time.sleep(0.5)  # land inside the next chunk
         process.send_signal(signal.SIGKILL)
@@ -111,39 +111,50 @@ def test_ctl_stops_resumes_deletes_and_clones_during_a_run(tmp_path: Path) -> No
     experiments = tmp_path / "experiments"
     config = two_run_config(experiments, "steered")
     config["training"]["learning_rate"] = {"grid": [1.0e-3, 2.0e-3, 3.0e-3]}
-    config["training"]["num_train_epochs"] = 6  # long enough to still be training when the last command comes
+    config["training"]["num_train_epochs"] = 4
     path = write_yaml(tmp_path / "steered.yaml", config)
     folder = experiments / "steered"
     ctl = ["--dir", str(experiments), "--experiment", "steered"]
 
-    process = start_rf("run", path)
+    process = start_rf("run", path, "--workers", "2")
     wait_for(lambda: chunks_recorded(folder) >= 2, "the first chunks")
     run_rf("ctl", "stop", "1", *ctl, "--wait", "60", expect=0)
     run_rf("ctl", "delete", "3", *ctl, "--wait", "60", expect=0)
-    refused = run_rf("ctl", "clone", "3", "--warm", *ctl, "--wait", "60", expect=1)
-    assert "deleted" in refused.stderr
-    bad = run_rf("ctl", "clone", "2", "training.lerning_rate=1e-2", *ctl, "--wait", "60", expect=2)
+    assert "is deleted" in run_rf("ctl", "resume", "3", *ctl, expect=1).stderr
+    assert "is deleted" in run_rf("ctl", "clone", "3", "--warm", *ctl, expect=1).stderr
+    bad = run_rf("ctl", "clone", "2", "training.lerning_rate=1e-2", *ctl, expect=2)
     assert "did you mean 'learning_rate'" in bad.stderr and "Traceback" not in bad.stderr
     with ExperimentStore(folder / "state.db") as store:
         parent_step = store.run(2).global_step
-    run_rf("ctl", "clone", "2", "--warm", "training.learning_rate=5e-3", *ctl, "--wait", "60", expect=0)
-    run_rf("ctl", "resume", "1", *ctl, "--wait", "60", expect=0)
-    assert run_rf("ctl", "resume", "3", *ctl, "--wait", "60").returncode == 1
+    # These apply live, or (if the sweep finished meanwhile) when `rf run` attaches again below.
+    warm = ["training.learning_rate=5e-3", "training.max_steps=80"]  # the parent stops at 64
+    run_rf("ctl", "clone", "2", "--warm", *warm, *ctl, expect=0)
+    run_rf("ctl", "clone", "1", "training.learning_rate=1e-4", *ctl, expect=0)
+    run_rf("ctl", "resume", "1", *ctl, expect=0)
     output, _ = process.communicate(timeout=RF_TIMEOUT_S)
     assert process.returncode == 0, output
+    run_rf("run", path, expect=0)
 
     with ExperimentStore(folder / "state.db") as store:
         runs = {run.id: run for run in store.runs()}
         events = store.events(limit=500)
         clone_losses = [step for step, key, _ in store.metrics(4) if key == "loss"]
-    assert [runs[i].state for i in (1, 2, 3, 4)] == ["completed", "completed", "deleted", "completed"]
+    assert [runs[i].state for i in (1, 2, 3, 4, 5)] == [
+        "completed",
+        "completed",
+        "deleted",
+        "completed",
+        "completed",
+    ]
     assert not (folder / "runs" / "3").exists()
     by_rf_ctl = {(e.run_id, e.kind) for e in events if e.cause == "rf ctl"}
     assert {(1, "stopped"), (1, "ready"), (3, "deleted"), (4, "created")} <= by_rf_ctl
     clone = runs[4]
     assert clone.parent_id == 2 and clone.warm_start
     assert clone.config["training"]["learning_rate"] == 5e-3
-    assert clone.max_steps == runs[2].max_steps
+    assert clone.max_steps == 80
+    assert runs[5].parent_id == 1 and not runs[5].warm_start
+    assert runs[5].max_steps == runs[1].max_steps, "a clone keeps its parent's max_steps"
     assert min(clone_losses) > parent_step, "a warm clone continues from its parent's step"
     tracker = MlflowTracker(tracking_uri_for(folder), "steered")
     assert clone.mlflow_run_id is not None

@@ -242,6 +242,19 @@ def test_training_in_chunks_matches_training_in_one_go(trained_sweep: Sweep, rf:
         assert_same_series(expected, actual, key)
 
 
+def test_a_full_fine_tune_in_chunks_matches_one_in_one_go(trained_sweep: Sweep, rf: RunRf) -> None:
+    """Without LoRA a run is not parked between chunks but resumed from its checkpoint each time."""
+    config, sweeps = trained_sweep[0], trained_sweep[1].parent
+    full = ["lora=null", "training.learning_rate=1e-4"]
+    rf("run", config, "name=full-one-chunk", "num_chunks=1", *full, expect=0)
+    rf("run", config, "name=full-four-chunks", "num_chunks=4", *full, expect=0)
+    for key in ("loss", "learning_rate"):
+        whole = stored_series(sweeps / "full-one-chunk", key)
+        chunked = stored_series(sweeps / "full-four-chunks", key)
+        assert [run.total_chunks for run in stored_runs(sweeps / "full-four-chunks")] == [4]
+        assert_same_series(whole, chunked, key)
+
+
 # 3. Two workers train the same runs as one.
 
 
