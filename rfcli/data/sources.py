@@ -3,6 +3,7 @@ columns its trainer reads, so a wrong column fails before training rather than d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,12 @@ TRAINER_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "grpo": (("prompt",),),
 }
 """The column sets each trainer accepts; a data set needs every column of at least one set."""
+
+
+def data_key(config: ExperimentConfig) -> str:
+    """Runs with the same key load the same rows: the data settings, the seed (it splits off the
+    eval rows) and the trainer (it decides which columns are checked)."""
+    return json.dumps([str(config.data), config.seed, config.trainer])
 
 
 def load_run_data(config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:

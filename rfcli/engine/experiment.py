@@ -81,11 +81,11 @@ def run_name(run_id: int, flat: dict[str, Any], varying: list[str]) -> str:
 
 def preflight_data(run_plan: RunPlan) -> None:
     """Load each distinct data config once and check its columns, before any run trains."""
-    from rfcli.data.sources import load_run_data
+    from rfcli.data.sources import data_key, load_run_data
 
     seen: set[str] = set()
     for run in run_plan.runs:
-        key = json.dumps([str(run.config.data), run.config.seed, run.config.trainer])
+        key = data_key(run.config)
         if key not in seen:
             seen.add(key)
             try:

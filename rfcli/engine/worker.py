@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -140,9 +139,9 @@ class Worker:
 
     def _datasets(self, config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:
         """Rows are loaded once per worker and data config; each run's trainer tokenizes them once."""
-        from rfcli.data.sources import load_run_data
+        from rfcli.data.sources import data_key, load_run_data
 
-        key = json.dumps([str(config.data), config.seed, config.trainer])
+        key = data_key(config)
         if key not in self._data:
             self._data[key] = load_run_data(config)
         return self._data[key]
