@@ -151,10 +151,6 @@ class RunSession:
         self._leaving = False
         self._thread = threading.Thread(target=self._train, name="rf-run", daemon=True)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def train_chunk(self) -> ChunkOutcome:
         """Give the run its next turn; return when its chunk is saved. Raises the run's own error."""
         if self._thread.ident is None:
