@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from rfcli.ui.tables import output_console
 
 ConfigArgument = Annotated[
     Path, typer.Argument(help="The experiment YAML (see configs/).", show_default=False)
@@ -34,7 +35,7 @@ def plan_command(
         rows = [{"id": run.id, "fingerprint": run.fingerprint, "config": run.raw} for run in run_plan.runs]
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    Console().print(plan_table(run_plan))
+    output_console().print(plan_table(run_plan))
 
 
 def plan_table(run_plan: Any) -> Table:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from rfcli.cli.plan import ConfigArgument, OverridesArgument
@@ -31,9 +30,9 @@ def run_command(
     from rfcli.engine.experiment import open_experiment, preflight_data
     from rfcli.engine.pool import WorkerPool, visible_devices
     from rfcli.ui.live import LiveView
-    from rfcli.ui.tables import experiment_view
+    from rfcli.ui.tables import experiment_view, output_console
 
-    console = Console()
+    console = output_console()
     run_plan = compile_plan(config, overrides or [])
     preflight_data(run_plan)
     experiment = open_experiment(run_plan)

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.store.database import EventRecord, ExperimentStore, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
-from rfcli.ui.tables import RECENT_EVENTS, notable_events, status_view
+from rfcli.ui.tables import RECENT_EVENTS, notable_events, output_console, status_view
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print runs and recent events as JSON.")]
 
@@ -37,7 +36,7 @@ def status_command(
     if as_json:
         typer.echo(json.dumps(status_json(folder, runs, latest, events), indent=2))
         return
-    Console().print(status_view(folder, runs, latest, events))
+    output_console().print(status_view(folder, runs, latest, events))
 
 
 def status_json(

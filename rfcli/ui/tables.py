@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from rfcli.store.database import RUN_STATES, EventRecord, ExperimentStore, RunRecord
+
+LOG_WIDTH = 160
+"""Without a terminal (a log, a pipe) Rich would assume 80 columns and squeeze the tables."""
+
+
+def output_console() -> Console:
+    return Console() if sys.stdout.isatty() else Console(width=LOG_WIDTH)
+
 
 RECENT_EVENTS = 8
 STATE_STYLES = {
