@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peft import PeftModel
+from peft import PeftModel, get_peft_model_state_dict
+from peft.utils import SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import save_file
 from transformers import PrinterCallback, Trainer
 
 from rfcli.config.callables import resolve_callable
@@ -36,9 +38,25 @@ class LeanCheckpoints(Trainer):
         os.makedirs(folder, exist_ok=True)
         model: Any = self.model
         if isinstance(model, PeftModel):
-            model.save_pretrained(folder, selected_adapters=[model.active_adapter])
+            save_adapter(model, folder)
         else:
             model.save_pretrained(folder, state_dict=state_dict)
+
+
+def save_adapter(model: PeftModel, folder: str) -> None:
+    """The active adapter's weights and config, where `PeftModel.save_pretrained` would put them
+    (a subfolder named after the adapter, which the Trainer's resume loads), without the model
+    card it also writes: that card was half the time of a chunk boundary."""
+    name = model.active_adapter
+    target = Path(folder) / name
+    target.mkdir(parents=True, exist_ok=True)
+    weights = get_peft_model_state_dict(model, adapter_name=name)
+    save_file(
+        {key: value.contiguous() for key, value in weights.items()},
+        target / SAFETENSORS_WEIGHTS_NAME,
+        metadata={"format": "pt"},
+    )
+    model.peft_config[name].save_pretrained(str(target))
 
 
 @functools.cache
