@@ -137,14 +137,15 @@ class Controller:
         self.record(reply)
 
     def record(self, done: ChunkDone) -> None:
-        steps = done.global_step - self.store.run(done.run_id).global_step
+        before = self.store.run(done.run_id)
+        steps = done.global_step - before.global_step
         timing = [
             (done.global_step, "rf/chunk_seconds", done.seconds),
             (done.global_step, "rf/setup_seconds", done.setup_seconds),
             (done.global_step, "rf/save_seconds", done.save_seconds),
             (done.global_step, "rf/steps_per_second", steps / done.seconds if done.seconds > 0 else 0.0),
         ]
-        if done.chunk_index == 1 or self.store.run(done.run_id).total_chunks is None:
+        if before.total_chunks is None:
             self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
         self.store.record_chunk(
             done.run_id,

@@ -288,18 +288,12 @@ class ExperimentStore:
                 "chunks_done = ?, global_step = ?, checkpoint = ?, updated_at = ?",
                 (chunks_done, global_step, checkpoint, time.time()),
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
-                [(run_id, int(step), key, _to_sql_float(value)) for step, key, value in metrics],
-            )
+            _insert_metrics(db, run_id, metrics)
 
     def add_metrics(self, run_id: int, metrics: list[tuple[int, str, float]]) -> None:
         """Metric rows outside a finished chunk: the steps a failed run took before it failed."""
         with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
-                [(run_id, int(step), key, _to_sql_float(value)) for step, key, value in metrics],
-            )
+            _insert_metrics(db, run_id, metrics)
 
     def metrics(self, run_id: int, *, after_step: int = -1) -> list[tuple[int, str, float]]:
         """(step, key, value) rows with step > after_step, by step then key."""
@@ -446,6 +440,14 @@ class ExperimentStore:
         ids = [int(row[0]) for row in self._db.execute("SELECT id FROM runs ORDER BY id")]
         known = f"its runs are {_id_ranges(ids)}" if ids else "it has no runs yet"
         return RecordNotFoundError(f"no {role} {run_id} in {self.path}: {known}")
+
+
+def _insert_metrics(db: sqlite3.Connection, run_id: int, metrics: list[tuple[int, str, float]]) -> None:
+    """A (run, step, key) written again replaces its row, so a chunk recorded twice is not doubled."""
+    db.executemany(
+        "INSERT OR REPLACE INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
+        [(run_id, int(step), key, _to_sql_float(value)) for step, key, value in metrics],
+    )
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
