@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rfcli.cli import ctl, plan, run, status, ui
-from rfcli.config.errors import ConfigError
+from rfcli.errors import UserError
 
 app = typer.Typer(
     name="rf",
@@ -30,12 +30,12 @@ def rf() -> None:
     """Train many TRL fine-tuning configurations at once, chunk by chunk, and steer them live."""
 
 
-def main() -> None:
-    """Entry point: user errors print one clear message and exit 2, never a traceback."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point: a user error prints one clear line per problem and exits 2, never a traceback."""
     try:
-        app()
-    except ConfigError as error:
-        Console(stderr=True).print(
-            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-        )
+        app(args=args, prog_name="rf")
+    except UserError as error:
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        for line in error.lines():
+            console.print(f"[bold red]error:[/] {escape(line)}")
         sys.exit(2)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from rfcli.cli.options import DirOption, ExperimentArgument
-from rfcli.config.errors import ConfigError
+from rfcli.errors import UserError
 
 UI_HOST = "127.0.0.1"
 UI_LOG = "mlflow-ui.log"  # the server's own output, kept in the experiment folder
@@ -71,7 +71,7 @@ def ensure_port_free(port: int) -> None:
         try:
             probe.bind((UI_HOST, port))
         except OSError as error:
-            raise ConfigError(
+            raise UserError(
                 f"port {port} on {UI_HOST} is not free ({error.strerror}); pass another one with --port"
             ) from None
 

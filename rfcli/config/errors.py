@@ -1,23 +1,15 @@
-"""The one error type for bad user input: it says where, what, and what would be right."""
+"""Errors in an experiment file or override: each says where, what, and what would be right."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
 
+from rfcli.errors import UserError
 
-class ConfigError(Exception):
-    """A user's experiment file or override is wrong; printed without a traceback."""
 
-    def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
-        self.message = message
-        self.source = source
-        self.key = key
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = ": ".join(part for part in (self.source, self.key) if part)
-        return f"{where}: {self.message}" if where else self.message
+class ConfigError(UserError):
+    """A user's experiment file, override, or something they name is wrong."""
 
     def located(self, source: str) -> ConfigError:
         """The same error, naming the file it came from (when it did not already)."""
@@ -35,3 +27,33 @@ def join_key(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else key
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one experiment file, reported together: one line each."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(error) for error in errors))
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self.errors)
+
+    def lines(self) -> list[str]:
+        return [str(error) for error in self.errors]
+
+    def located(self, source: str) -> ConfigError:
+        return ConfigErrors([error.located(source) for error in self.errors])
+
+
+def raise_all(errors: Iterable[ConfigError]) -> None:
+    """Raise the errors found, once each: the one error itself, or all of them together."""
+    unique = list({str(part): part for error in errors for part in _parts(error)}.values())
+    if len(unique) == 1:
+        raise unique[0]
+    if unique:
+        raise ConfigErrors(unique)
+
+
+def _parts(error: ConfigError) -> list[ConfigError]:
+    return error.errors if isinstance(error, ConfigErrors) else [error]

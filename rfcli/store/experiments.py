@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rfcli.config.errors import ConfigError, did_you_mean
+from rfcli.errors import NotFoundError
 
 STATE_DB = "state.db"
 DEFAULT_EXPERIMENTS_DIR = Path("rf-experiments")
@@ -40,11 +41,11 @@ def find_experiment(name: str | None, *, search_dir: Path = DEFAULT_EXPERIMENTS_
         else:
             found = f"which {_emptiness(search_dir)}. Run `rf run CONFIG` first"
         suggestion = did_you_mean(name, names)
-        raise ConfigError(
+        raise NotFoundError(
             f"no experiment named '{name}'{suggestion}; looked in {_where(search_dir)}, {found}"
         )
     if not names:
-        raise ConfigError(
+        raise NotFoundError(
             "no experiment found: run `rf run CONFIG` first, or pass the experiment name; "
             f"looked in {_where(search_dir)}, which {_emptiness(search_dir)}"
         )

@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from rfcli.cli.status import status_command
-from rfcli.config.errors import ConfigError
+from rfcli.errors import NotFoundError
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import STATE_DB, experiment_folder
 from rfcli.ui.tables import format_time
@@ -108,7 +108,7 @@ def test_empty_experiment(tmp_path: Path) -> None:
 
 def test_no_experiment_is_a_clear_error(tmp_path: Path) -> None:
     result = invoke("--dir", str(tmp_path / "nowhere"))
-    assert isinstance(result.exception, ConfigError)
+    assert isinstance(result.exception, NotFoundError)
     assert "run `rf run CONFIG` first" in str(result.exception)
 
 

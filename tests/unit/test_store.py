@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from rfcli.config.errors import ConfigError
+from rfcli.errors import NotFoundError
 from rfcli.store.database import (
     RUN_STATES,
     CommandRecord,
@@ -465,7 +466,7 @@ def test_find_experiment_by_name_or_latest_write(tmp_path: Path) -> None:
 
 
 def test_find_experiment_errors_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(NotFoundError) as raised:
         find_experiment(None, search_dir=tmp_path / "missing")
     message = str(raised.value)
     assert "run `rf run CONFIG` first, or pass the experiment name" in message
@@ -473,10 +474,10 @@ def test_find_experiment_errors_say_what_to_do(tmp_path: Path) -> None:
 
     make_experiment(tmp_path, "lora-sweep", 1_000_000)
     make_experiment(tmp_path, "dpo-beta", 1_000_000)
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(NotFoundError) as raised:
         find_experiment("lora-swep", search_dir=tmp_path)
     message = str(raised.value)
     assert "no experiment named 'lora-swep' (did you mean 'lora-sweep'?)" in message
     assert "experiments there: dpo-beta, lora-sweep. Pass one of those" in message
-    with pytest.raises(ConfigError, match="which does not exist. Run `rf run CONFIG` first"):
+    with pytest.raises(NotFoundError, match="which does not exist. Run `rf run CONFIG` first"):
         find_experiment("lora-sweep", search_dir=tmp_path / "missing")

@@ -18,7 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from rfcli.cli.ui import ui_command
-from rfcli.config.errors import ConfigError
+from rfcli.errors import NotFoundError, UserError
 from rfcli.store.experiments import STATE_DB
 from rfcli.tracking.mlflow_tracker import remember_tracking_uri
 
@@ -59,13 +59,13 @@ def test_busy_port_is_a_user_error_before_anything_starts(tmp_path: Path) -> Non
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"port {port} .* --port"):
+        with pytest.raises(UserError, match=f"port {port} .* --port"):
             ui_command("exp", tmp_path, port)
 
 
 def test_missing_experiment_is_a_user_error(tmp_path: Path) -> None:
     make_experiment(tmp_path, "sft-sweep")
-    with pytest.raises(ConfigError, match="did you mean 'sft-sweep'"):
+    with pytest.raises(NotFoundError, match="did you mean 'sft-sweep'"):
         ui_command("sft-swep", tmp_path, free_port())
 
 
