@@ -80,7 +80,9 @@ def clone_command(
     with ExperimentStore(folder / STATE_DB) as store:
         parent = store.run(run_id)
     refuse_if_final("clone", parent, warm)  # before the seconds a clone's validation takes
-    config = clone_config(parent.config, parent.max_steps, overrides or [])
+    config = clone_config(
+        parent.config, parent.max_steps, overrides or [], parent.global_step if warm else None
+    )
     args = {"config": config, "overrides": overrides or [], "warm": warm}
     submit("clone", run_id, args, experiment, experiments_dir, wait)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from rfcli.ui.tables import output_console
@@ -41,7 +42,7 @@ def plan_command(
 def plan_table(run_plan: Any) -> Table:
     varying = run_plan.varying_keys()
     first = run_plan.runs[0].config
-    table = Table(title=f"{run_plan.name}: {first.trainer.upper()} run plan from {run_plan.source}")
+    table = Table(title=escape(f"{run_plan.name}: {first.trainer.upper()} run plan from {run_plan.source}"))
     table.add_column("run", justify="right")
     for key in varying:
         table.add_column(key, overflow="fold")

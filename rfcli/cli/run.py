@@ -27,14 +27,15 @@ def run_command(
     """
     from rfcli.config.plan import compile_plan
     from rfcli.engine.controller import Controller
-    from rfcli.engine.experiment import open_experiment, preflight_data
+    from rfcli.engine.experiment import open_experiment
     from rfcli.engine.pool import WorkerPool, visible_devices
+    from rfcli.engine.preflight import check_inputs
     from rfcli.ui.live import LiveView
     from rfcli.ui.tables import experiment_view, output_console
 
     console = output_console()
     run_plan = compile_plan(config, overrides or [])
-    preflight_data(run_plan)
+    check_inputs(run_plan)
     experiment = open_experiment(run_plan)
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():

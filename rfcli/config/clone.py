@@ -13,10 +13,14 @@ from rfcli.config.search import grid_configs
 
 
 def clone_config(
-    parent: dict[str, Any], parent_max_steps: int | None, overrides: list[str]
+    parent: dict[str, Any],
+    parent_max_steps: int | None,
+    overrides: list[str],
+    warm_from_step: int | None = None,
 ) -> dict[str, Any]:
     """The parent's config with overrides applied, checked like a plan; it keeps the parent's
-    max_steps unless told otherwise, so parent and clone train for as long."""
+    max_steps unless told otherwise, so parent and clone train for as long. A warm clone starts at
+    its parent's step `warm_from_step`, so its max_steps must lie beyond it."""
     source = "clone"
     config = OmegaConf.create(parent)
     if parent_max_steps is not None and not any(o.startswith("training.max_steps=") for o in overrides):
@@ -30,4 +34,12 @@ def clone_config(
         build_run_config(merged)
     except ConfigError as error:
         raise error.located(source) from None
+    max_steps = merged.get("training", {}).get("max_steps", -1)
+    if warm_from_step and 0 < max_steps <= warm_from_step:
+        raise ConfigError(
+            f"a warm clone goes on from its parent's step {warm_from_step}: max_steps must be above it, "
+            f"got {max_steps}",
+            source=source,
+            key="training.max_steps",
+        )
     return merged

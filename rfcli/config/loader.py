@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from yaml import YAMLError
@@ -15,14 +16,7 @@ from rfcli.config.errors import ConfigError
 def load_raw_config(path: Path, overrides: list[str]) -> dict[str, Any]:
     """The file's content with overrides applied and interpolations resolved, as plain containers."""
     source = str(path)
-    if not path.is_file():
-        raise ConfigError("no such file; pass the path of an experiment YAML (see configs/)", source=source)
-    try:
-        config = OmegaConf.load(path)
-    except YAMLError as error:
-        raise ConfigError(f"not valid YAML: {error}", source=source) from error
-    if not isinstance(config, DictConfig):
-        raise ConfigError("expected a mapping of settings at the top of the file", source=source)
+    config = read_config_file(path)
     config = apply_overrides(config, overrides, source)
     try:
         resolved = OmegaConf.to_container(config, resolve=True)
@@ -31,6 +25,50 @@ def load_raw_config(path: Path, overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(f"cannot resolve interpolation: {error.msg}", source=source, key=key) from error
     assert isinstance(resolved, dict)
     return {str(key): value for key, value in resolved.items()}
+
+
+def read_config_file(path: Path) -> DictConfig:
+    """The file as YAML settings; each way it can fail says what to fix."""
+    source = str(path)
+    if path.is_dir():
+        raise ConfigError(
+            "is a folder; pass the path of an experiment YAML file in it (see configs/)", source=source
+        )
+    if not path.is_file():
+        raise ConfigError("no such file; pass the path of an experiment YAML (see configs/)", source=source)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+            "save it as UTF-8 (an experiment file is YAML text)",
+            source=source,
+        ) from None
+    try:
+        shape = yaml.safe_load(text)
+        config = OmegaConf.create(text)  # parsed again with OmegaConf's own rules (1e-3 is a float)
+    except YAMLError as error:
+        raise ConfigError(yaml_problem(error, text), source=source) from None
+    if shape is not None and not isinstance(shape, dict):
+        raise ConfigError(
+            f"expected a mapping of settings (name: ..., trainer: ...), got a {type(shape).__name__}: "
+            f"{text.strip()[:40]!r}",
+            source=source,
+        )
+    assert isinstance(config, DictConfig)
+    return config
+
+
+def yaml_problem(error: YAMLError, text: str) -> str:
+    """The YAML parser's complaint, with the line; a tab in the indentation is named as such."""
+    mark = getattr(error, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    where = f" on line {line}" if line else ""
+    lines = text.splitlines()
+    if line is not None and line <= len(lines) and "\t" in lines[line - 1]:
+        return f"line {line} has a tab character; YAML indents with spaces only"
+    problem = getattr(error, "problem", None) or str(error)
+    return f"not valid YAML{where}: {problem}"
 
 
 def apply_overrides(config: DictConfig, overrides: list[str], source: str) -> DictConfig:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from rfcli.config.errors import ConfigError, did_you_mean
+from rfcli.config.errors import ConfigError, did_you_mean, raise_all
 from rfcli.config.loader import load_raw_config
 from rfcli.config.schema import ExperimentConfig
 from rfcli.config.search import check_axes, grid_configs, random_configs
@@ -52,7 +53,8 @@ class RunPlan:
 
 
 def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
-    """YAML + overrides -> every configuration of the search space, each validated."""
+    """YAML + overrides -> every configuration of the search space, each validated; every problem
+    found in any run is raised at once."""
     source = str(path)
     try:
         raw = load_raw_config(path, overrides)
@@ -68,11 +70,21 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
                 )
             concrete = random_configs(space, num_samples, seed=int(raw.get("seed", 42)))
         else:
+            if isinstance(search, dict) and search.get("num_samples") is not None:
+                raise ConfigError(
+                    "num_samples is for random search; grid search runs every combination "
+                    "(set search.method: random to draw num_samples of them)",
+                    key="search.num_samples",
+                )
             concrete = grid_configs(space)
-        runs = []
+        runs, errors = [], []
         for index, values in enumerate(concrete, start=1):
             values["search"] = search
-            runs.append(PlannedRun(id=index, config=build_run_config(values), raw=values))
+            try:
+                runs.append(PlannedRun(id=index, config=build_run_config(values), raw=values))
+            except ConfigError as error:
+                errors.append(error)
+        raise_all(errors)
         return RunPlan(source=source, runs=runs)
     except ConfigError as error:
         raise error.located(source) from None
@@ -86,19 +98,49 @@ def build_run_config(raw: dict[str, Any]) -> ExperimentConfig:
 
 
 def to_typed_config(raw: dict[str, Any]) -> ExperimentConfig:
-    schema = OmegaConf.structured(ExperimentConfig)
+    normalized = normalize_shorthands(raw)
+    raise_all(schema_errors(normalized))
     try:
-        merged = OmegaConf.merge(schema, normalize_shorthands(raw))
-        typed = OmegaConf.to_object(merged)
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), normalized))
     except MissingMandatoryValue as error:
         raise ConfigError("missing: this setting is required", key=error.full_key) from None
     except OmegaConfBaseException as error:
         raise schema_error(error) from None
-    except ValueError as error:
-        key, _, message = str(error).partition(": ")
-        raise ConfigError(message or key, key=key if message else None) from None
+    except ValueError as error:  # the schema's own checks, one 'key: message' line each
+        raise_all(problem_error(line) for line in str(error).splitlines())
+        raise
     assert isinstance(typed, ExperimentConfig)
     return typed
+
+
+def problem_error(line: str) -> ConfigError:
+    key, _, message = line.partition(": ")
+    return ConfigError(message, key=key) if message else ConfigError(line)
+
+
+def schema_errors(raw: dict[str, Any]) -> Iterator[ConfigError]:
+    """Each value the schema rejects, found by merging the file into it one part at a time:
+    OmegaConf alone stops at the first."""
+    schema = OmegaConf.structured(ExperimentConfig)
+    yield from _merge_errors(schema, raw, [])
+
+
+def _merge_errors(schema: DictConfig, value: Any, path: list[str]) -> Iterator[ConfigError]:
+    nested = value
+    for part in reversed(path):
+        nested = {part: nested}
+    try:
+        OmegaConf.merge(schema, nested)
+        return
+    except MissingMandatoryValue:  # reported once the whole file is merged
+        return
+    except OmegaConfBaseException as error:
+        whole = schema_error(error)
+    found: list[ConfigError] = []
+    if isinstance(value, dict):  # look for the parts that are wrong, each on its own
+        for key, child in value.items():
+            found.extend(_merge_errors(schema, child, [*path, str(key)]))
+    yield from found or [whole]
 
 
 def normalize_shorthands(raw: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-TRAINERS = ("sft", "dpo", "grpo")
+from rfcli.config.kinds import TRAINERS
+
 SEARCH_METHODS = ("grid", "random")
 
 
@@ -78,17 +80,18 @@ class ExperimentConfig:
     """An MLflow tracking URI; by default a SQLite store inside the experiment folder."""
 
     def __post_init__(self) -> None:
+        """Every problem at once, one 'key: message' line each (the plan turns them into errors)."""
+        problems = []
         if self.trainer not in TRAINERS:
-            raise ValueError(f"trainer: expected one of {', '.join(TRAINERS)}, got '{self.trainer}'")
+            problems.append(f"trainer: expected one of {', '.join(TRAINERS)}, got '{self.trainer}'")
         if self.search.method not in SEARCH_METHODS:
-            raise ValueError(f"search.method: expected grid or random, got '{self.search.method}'")
+            problems.append(f"search.method: expected grid or random, got '{self.search.method}'")
         if self.num_chunks < 1:
-            raise ValueError(f"num_chunks: expected an integer >= 1, got {self.num_chunks}")
+            problems.append(f"num_chunks: expected an integer >= 1, got {self.num_chunks}")
         if self.data.eval_fraction is not None and not 0 < self.data.eval_fraction < 1:
-            raise ValueError(
+            problems.append(
                 f"data.eval_fraction: expected a number between 0 and 1, got {self.data.eval_fraction}"
             )
-        if self.model.reference is not None and self.trainer != "dpo":
-            raise ValueError(f"model.reference: only the dpo trainer uses one, not {self.trainer}")
-        if self.trainer == "grpo" and not self.rewards:
-            raise ValueError("rewards: GRPO needs at least one reward function (`module:function`)")
+        if problems:
+            raise ValueError("\n".join(problems))
+        self.experiments_dir = os.path.expanduser(self.experiments_dir)

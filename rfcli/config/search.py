@@ -19,7 +19,7 @@ import math
 import random
 from typing import Any
 
-from rfcli.config.errors import ConfigError, join_key
+from rfcli.config.errors import ConfigError, did_you_mean, join_key
 
 GRID = "grid"
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
@@ -41,6 +41,7 @@ def check_axes(node: Any, method: str, path: str = "") -> None:
     """Reject malformed axes and axes the search method cannot use, naming the key."""
     marker = axis_marker(node)
     if marker is None:
+        check_marker_typo(node, path)
         children = (
             node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         )
@@ -61,6 +62,18 @@ def check_axes(node: Any, method: str, path: str = "") -> None:
             f"'{marker}' is a random distribution; set search.method: random, or use {{grid: [...]}}",
             key=where,
         )
+
+
+def check_marker_typo(node: Any, path: str) -> None:
+    """`{gird: [...]}` is meant as an axis, not as a mapping value with a key 'gird'."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((key, values),) = node.items()
+        hint = did_you_mean(str(key), MARKERS)
+        if hint and isinstance(values, list):
+            raise ConfigError(
+                f"'{key}' is not a search marker{hint}; markers are {', '.join(MARKERS)}",
+                key=join_key(path, key),
+            )
 
 
 def _check_range(marker: str, values: Any, where: str) -> None:

@@ -1,59 +1,79 @@
-"""Checks that need the libraries: TRL's config class, PEFT's LoraConfig, the named functions, files."""
+"""Checks that need the libraries: TRL's config class, PEFT's LoraConfig, the named functions, files.
+
+Each check yields the problems it finds, so a file's errors are reported all at once.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from rfcli.config.callables import check_reward_signature, resolve_callable
-from rfcli.config.errors import ConfigError, did_you_mean
+from rfcli.config.errors import ConfigError, did_you_mean, raise_all
+from rfcli.config.fields import LORA_FIELDS, field_errors
+from rfcli.config.kinds import kind_errors
 from rfcli.config.schema import DataSource, ExperimentConfig
+from rfcli.config.training import training_arguments, training_errors
 
-LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 
 
 def validate_run_config(config: ExperimentConfig) -> None:
     """Everything that would otherwise fail later, inside a worker, after other runs began training."""
-    from rfcli.trainers.arguments import training_arguments
+    raise_all(run_config_errors(config))
 
-    with tempfile.TemporaryDirectory() as scratch:
-        training_arguments(config, output_dir=scratch)
+
+def run_config_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
+    training = list(training_errors(config))
+    yield from training
+    if not training:  # TRL's own checks, once rf's pass
+        with tempfile.TemporaryDirectory() as scratch:
+            yield from _caught(training_arguments, config, scratch)
     if config.lora is not None:
-        validate_lora(config.lora)
-        if config.trainer == "grpo" and config.training.get("beta", 0.0):
-            # TRL 1.16 copies an adapter named "default" into "ref"; rf's runs are run_<id> on one model.
-            raise ConfigError(
-                "GRPO with LoRA and a KL term (beta > 0) is not supported yet: leave beta at 0 "
-                "or fine-tune fully (no lora)",
-                key="training.beta",
-            )
+        yield from lora_errors(config.lora)
+    yield from kind_errors(config)
     for split, source in (("train", config.data.train), ("eval", config.data.eval)):
         if source is not None:
-            validate_source(source, key=f"data.{split}.source")
+            yield from _caught(validate_source, source, f"data.{split}.source")
     if config.data.formatting:
-        resolve_callable(config.data.formatting, key="data.formatting")
+        yield from _caught(resolve_callable, config.data.formatting, "data.formatting")
     for index, reward in enumerate(config.rewards):
-        key = f"rewards[{index}].function"
-        check_reward_signature(resolve_callable(reward.function, key), reward.function, key)
+        yield from _caught(validate_reward, reward.function, f"rewards[{index}].function")
 
 
-def validate_lora(lora: dict[str, object]) -> None:
+def _caught(check: Callable[..., Any], *args: Any) -> Iterator[ConfigError]:
+    """A check written to raise, as one of the problems found."""
+    try:
+        check(*args)
+    except ConfigError as error:
+        yield error
+
+
+def validate_reward(spec: str, key: str) -> None:
+    check_reward_signature(resolve_callable(spec, key), spec, key)
+
+
+def lora_errors(lora: dict[str, object]) -> Iterator[ConfigError]:
     from peft import LoraConfig
 
     known = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
-    for name in lora:
-        if name not in known:
-            raise ConfigError(
-                f"LoraConfig has no field '{name}'{did_you_mean(name, known)}", key=f"lora.{name}"
-            )
+    unknown = [name for name in lora if name not in known]
+    for name in unknown:
+        yield ConfigError(f"LoraConfig has no field '{name}'{did_you_mean(name, known)}", key=f"lora.{name}")
+    ranges = list(field_errors(lora, LORA_FIELDS, "lora"))
+    yield from ranges
+    if unknown or ranges:
+        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             LoraConfig(**lora)  # type: ignore[arg-type]
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"LoraConfig rejected the settings: {error}", key="lora") from None
+        yield ConfigError(f"LoraConfig rejected the settings: {error}", key="lora")
 
 
 def validate_source(source: DataSource, key: str) -> None:

@@ -7,25 +7,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rfcli.config.callables import resolve_callable
+from rfcli.config.callables import call_user_function, resolve_callable
 from rfcli.config.errors import ConfigError
+from rfcli.config.kinds import trainer_kind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from datasets import Dataset
 
     from rfcli.config.schema import DataSource, ExperimentConfig
 
-FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-"""Local file suffix -> the `datasets` builder that reads it."""
-
-TRAINER_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sft": (("text",), ("messages",), ("prompt", "completion")),
-    "dpo": (("prompt", "chosen", "rejected"),),
-    "grpo": (("prompt",),),
-}
-"""The column sets each trainer accepts; a data set needs every column of at least one set."""
+FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+"""Local file suffix -> the `datasets` builder that reads it (a .txt file: one 'text' row per line)."""
 
 
 def data_key(config: ExperimentConfig) -> str:
@@ -40,9 +32,8 @@ def load_run_data(config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:
     train = load_source(data.train, "data.train")
     evaluation = load_source(data.eval, "data.eval") if data.eval is not None else None
     if data.formatting:
-        format_row = resolve_callable(data.formatting, key="data.formatting")
-        train = apply_formatting(train, format_row)
-        evaluation = apply_formatting(evaluation, format_row) if evaluation is not None else None
+        train = apply_formatting(train, data.formatting)
+        evaluation = apply_formatting(evaluation, data.formatting) if evaluation is not None else None
     if evaluation is None and data.eval_fraction is not None:
         train, evaluation = split_off_eval(train, data.eval_fraction, config.seed)
     check_columns(train, config.trainer, "data.train")
@@ -59,12 +50,19 @@ def load_source(source: DataSource, key: str) -> Dataset:
         dataset = load_file(spec, file_format, source.kwargs, key)
     elif ":" in spec:
         dataset = call_builder(spec, source.kwargs, key)
+    elif Path(spec).is_file():
+        raise ConfigError(
+            f"'{spec}' is a local file, but rf reads data files ending in {', '.join(FILE_FORMATS)}",
+            key=f"{key}.source",
+        )
     else:
         dataset = load_hub(spec, source.split, source.kwargs, key)
     if source.shuffle_seed is not None:
         dataset = dataset.shuffle(seed=source.shuffle_seed)
     if source.select is not None:
         dataset = dataset.select(range(min(source.select, len(dataset))))
+    if len(dataset) == 0:
+        raise ConfigError(f"'{spec}' gave no rows; a run needs at least one", key=f"{key}.source")
     return dataset
 
 
@@ -75,6 +73,8 @@ def load_file(spec: str, file_format: str, kwargs: dict[str, Any], key: str) -> 
         raise ConfigError(
             f"no such data file '{spec}' (relative paths start from {Path.cwd()})", key=f"{key}.source"
         )
+    if Path(spec).stat().st_size == 0:
+        raise ConfigError(f"data file '{spec}' is empty", key=f"{key}.source")
     try:
         loaded = datasets.load_dataset(file_format, data_files=spec, split="train", **kwargs)
     except datasets.exceptions.DatasetGenerationError as error:  # the parser's own message is in the cause
@@ -86,8 +86,15 @@ def call_builder(spec: str, kwargs: dict[str, Any], key: str) -> Dataset:
     """A `module:function` data builder, called with the source's kwargs."""
     from datasets import Dataset
 
-    built = resolve_callable(spec, key=f"{key}.source")(**kwargs)
+    builder = resolve_callable(spec, key=f"{key}.source")
+    built = call_user_function(builder, spec, f"{key}.source", kwargs=kwargs)
     if isinstance(built, list):
+        if not all(isinstance(row, dict) for row in built):
+            kinds = sorted({type(row).__name__ for row in built if not isinstance(row, dict)})
+            raise ConfigError(
+                f"'{spec}' gave a list holding {', '.join(kinds)}; expected one dict per row",
+                key=f"{key}.source",
+            )
         return Dataset.from_list(built)
     return as_dataset(built, spec, key)
 
@@ -122,18 +129,20 @@ def as_dataset(loaded: object, spec: str, key: str) -> Dataset:
     return loaded
 
 
-def apply_formatting(dataset: Dataset, format_row: Callable[[dict[str, Any]], dict[str, Any]]) -> Dataset:
-    """Map each row through the formatting function. The original columns go, except those the
+def apply_formatting(dataset: Dataset, spec: str) -> Dataset:
+    """Map each row through the formatting function `spec`. The original columns go, except those the
     function returns: `datasets` removes `remove_columns` before adding the function's output."""
+    format_row = resolve_callable(spec, key="data.formatting")
 
     def checked(row: dict[str, Any], index: int) -> dict[str, Any]:
-        try:
-            return format_row(row)
-        except Exception as error:
+        formatted = call_user_function(format_row, spec, "data.formatting", (row,), context=f"on row {index}")
+        if not isinstance(formatted, dict):
             raise ConfigError(
-                f"the formatting function raised {type(error).__name__}: {error} (on row {index})",
+                f"'{spec}' returned a {type(formatted).__name__} on row {index}; expected a dict of "
+                "the trainer's columns",
                 key="data.formatting",
-            ) from None
+            )
+        return formatted
 
     return dataset.map(checked, with_indices=True, remove_columns=dataset.column_names)
 
@@ -149,13 +158,16 @@ def split_off_eval(train: Dataset, fraction: float, seed: int) -> tuple[Dataset,
 
 
 def check_columns(dataset: Dataset, trainer: str, key: str) -> None:
-    """Fail with the missing columns, what the trainer accepts, and what the data has."""
-    options = TRAINER_COLUMNS[trainer]
+    """Fail with the missing columns, what the trainer accepts, and what the data has; then with a
+    column that holds something other than text or chat messages."""
+    options = trainer_kind(trainer).columns
     found = dataset.column_names
     # Report against the closest option: fewest columns missing, then most columns present.
     closest = min(options, key=lambda option: (len(set(option) - set(found)), -len(set(option) & set(found))))
     missing = [column for column in closest if column not in found]
     if not missing:
+        for column in closest:
+            check_text_column(dataset, column, key)
         return
     accepted = ", or ".join(" + ".join(f"'{column}'" for column in option) for option in options)
     columns = "column" if len(missing) == 1 else "columns"
@@ -164,5 +176,20 @@ def check_columns(dataset: Dataset, trainer: str, key: str) -> None:
         f"the {trainer} trainer reads {accepted}; "
         f"the data has {', '.join(repr(column) for column in found) or 'no columns'}. "
         "Rename the columns or set data.formatting to a function that returns them",
+        key=key,
+    )
+
+
+def check_text_column(dataset: Dataset, column: str, key: str) -> None:
+    """A trainer's column holds text, or (except 'text') a list of chat messages."""
+    from datasets import Value
+
+    feature = dataset.features[column]
+    is_text = isinstance(feature, Value) and feature.dtype in ("string", "large_string")
+    if is_text or (column != "text" and not isinstance(feature, Value)):
+        return
+    wanted = "text (strings)" if column == "text" else "text (strings) or lists of chat messages"
+    raise ConfigError(
+        f"column '{column}' holds {feature.dtype} values, e.g. {dataset[0][column]!r}; it must hold {wanted}",
         key=key,
     )

@@ -32,7 +32,14 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
     """Create the experiment's folder and runs, or reopen it when the same plan ran before."""
     first = run_plan.runs[0].config
     folder = experiment_folder(Path(first.experiments_dir), first.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # experiments_dir is a file, or a folder rf may not write to
+        raise ConfigError(
+            f"cannot make the experiment folder {folder}: {error.strerror}",
+            source=run_plan.source,
+            key="experiments_dir",
+        ) from None
     if first.tracking_uri:
         remember_tracking_uri(folder, first.tracking_uri)
     store = ExperimentStore(folder / STATE_DB)
@@ -51,6 +58,18 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
 
 
 def check_same_plan(run_plan: RunPlan, existing: dict[int, Any], folder: Path) -> None:
+    """The file must still give the runs it gave: the same settings, none added, none dropped
+    (clones made since are the experiment's own)."""
+    planned = {run.id for run in existing.values() if run.parent_id is None}
+    dropped = sorted(planned - {run.id for run in run_plan.runs})
+    if dropped:
+        raise ConfigError(
+            f"experiment '{run_plan.name}' in {folder} was started with a different plan (it has run "
+            f"{dropped[0]}, which this file no longer gives); give this sweep another `name` "
+            "(e.g. name=my-sweep-2) or remove that folder",
+            source=run_plan.source,
+            key="name",
+        )
     for run in run_plan.runs:
         stored = existing.get(run.id)
         if stored is None or stored.fingerprint != run.fingerprint:
@@ -77,18 +96,3 @@ def run_name(run_id: int, flat: dict[str, Any], varying: list[str]) -> str:
         parts.append(f"{key.rsplit('.', 1)[-1]}={text}")
     name = " ".join(parts)
     return name if len(name) <= RUN_NAME_LIMIT else name[: RUN_NAME_LIMIT - 1] + "…"
-
-
-def preflight_data(run_plan: RunPlan) -> None:
-    """Load each distinct data config once and check its columns, before any run trains."""
-    from rfcli.data.sources import data_key, load_run_data
-
-    seen: set[str] = set()
-    for run in run_plan.runs:
-        key = data_key(run.config)
-        if key not in seen:
-            seen.add(key)
-            try:
-                load_run_data(run.config)
-            except ConfigError as error:
-                raise error.located(run_plan.source) from None

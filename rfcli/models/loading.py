@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rfcli.config.errors import ConfigError
-from rfcli.models.tiny import builtin_model_path, is_builtin
+from rfcli.models.tiny import BUILTIN_MODELS, builtin_model_path, is_builtin
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rfcli.config.schema import ModelConfig
 
 MODEL_FILES = ("config.json",)
+HUB_PROBE_SECONDS = 5
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
 
@@ -72,9 +73,44 @@ def from_pretrained(
     try:
         return loader(path, **kwargs)
     except OSError as error:  # transformers' error for a hub it cannot reach, or a repo it cannot find
-        reason = str(error).splitlines()[0]
+        reason = str(error)
         raise ConfigError(
             f"'{name}' was not found locally and could not be loaded from the Hugging Face hub ({reason}); "
             "use a local folder, a hub name already in the local cache, or rf-tiny",
             key=key,
         ) from None
+
+
+def locate_model(name: str, key: str) -> Path | None:
+    """The local folder of model `name`: a built-in, a folder, or a hub name in the local cache.
+    None for a hub name that is not cached but that the hub has (a worker downloads it). Anything
+    else fails at once, not after a minute of the hub client's retries."""
+    path = Path(resolve_model_path(name))
+    if path.is_dir():
+        return path
+    if name.startswith((".", "/", "~")):
+        raise ConfigError(f"no such folder '{name}' (relative paths start from {Path.cwd()})", key=key)
+    import huggingface_hub
+
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(name, "config.json")
+    except ValueError as error:  # not a valid repo id, e.g. spaces or a typo'd path
+        raise ConfigError(
+            f"'{name}' is neither a built-in model, a folder, nor a valid hub name ({error})", key=key
+        ) from None
+    if isinstance(cached, str):
+        return Path(cached).parent
+    unavailable = (
+        f"'{name}' is not a built-in model ({', '.join(BUILTIN_MODELS)}), a folder, or in the local hub cache"
+    )
+    if huggingface_hub.is_offline_mode():
+        raise ConfigError(f"{unavailable}, and HF_HUB_OFFLINE is set", key=key)
+    try:
+        huggingface_hub.model_info(name, timeout=HUB_PROBE_SECONDS)
+    except huggingface_hub.errors.RepositoryNotFoundError:
+        raise ConfigError(f"{unavailable}, and the hub has no model named so", key=key) from None
+    except Exception as error:  # noqa: BLE001 - any way of not reaching the hub says the same to the user
+        raise ConfigError(
+            f"{unavailable}, and the hub could not be reached ({type(error).__name__}: {error})", key=key
+        ) from None
+    return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,10 +12,11 @@ from peft.utils import SAFETENSORS_WEIGHTS_NAME
 from safetensors.torch import save_file
 from transformers import PrinterCallback, Trainer
 
-from rfcli.config.callables import resolve_callable
-from rfcli.trainers.arguments import training_arguments
+from rfcli.config.kinds import load_class, trainer_kind
+from rfcli.config.training import training_arguments
 from rfcli.trainers.dpo_reference import BaseModelReference, ReferenceCache
 from rfcli.trainers.host import reference_key, reference_model
+from rfcli.trainers.rewards import reward_function
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from rfcli.config.schema import ExperimentConfig
 
-TRAINER_CLASSES = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "grpo": "GRPOTrainer"}
 REFERENCE_FOLDER = "reference-logps"
 """In the experiment folder: DPO reference log-probs, one file per reference model, data and tokenization."""
 
@@ -61,7 +60,7 @@ def save_adapter(model: PeftModel, folder: str) -> None:
 
 @functools.cache
 def trainer_class(trainer: str) -> type[Trainer]:
-    base = getattr(importlib.import_module("trl"), TRAINER_CLASSES[trainer])
+    base = load_class(trainer_kind(trainer).trainer_class)
     mixins: tuple[type, ...] = (BaseModelReference,) if trainer == "dpo" else ()
     return type(f"Chunked{base.__name__}", (LeanCheckpoints, *mixins, base), {})
 
@@ -83,7 +82,7 @@ def build_trainer(
     extra: dict[str, Any] = {}
     if config.trainer == "grpo":
         extra["reward_funcs"] = [
-            resolve_callable(reward.function, key=f"rewards[{index}].function")
+            reward_function(reward.function, key=f"rewards[{index}].function")
             for index, reward in enumerate(config.rewards)
         ]
         args.reward_weights = [reward.weight for reward in config.rewards]  # type: ignore[attr-defined]

@@ -78,7 +78,8 @@ class LiveView:
 
             parent = self.store.run(request.run_id)
             try:
-                config = clone_config(parent.config, parent.max_steps, request.overrides)
+                warm_from = parent.global_step if request.warm else None
+                config = clone_config(parent.config, parent.max_steps, request.overrides, warm_from)
             except ConfigError as error:
                 self.steering.note = f"clone refused: {error}"
                 return

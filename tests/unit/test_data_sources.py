@@ -27,6 +27,11 @@ def as_string():
 
 def to_prompt_completion(row):
     return {"prompt": row["question"], "completion": row["answer"], "id": row["id"]}
+
+def fails_on_two(row):
+    if row["x"] == 2:
+        raise ValueError("bad x")
+    return {"text": str(row["x"])}
 """
 
 
@@ -232,12 +237,10 @@ def test_chatterbot_qa_categories() -> None:
         chatterbot_qa(categories=["nope"])
 
 
-def test_a_formatting_function_that_raises_names_the_key_and_row() -> None:
-    def format_row(row: dict[str, int]) -> dict[str, str]:
-        if row["x"] == 2:
-            raise ValueError("bad x")
-        return {"text": str(row["x"])}
-
-    with pytest.raises(ConfigError, match=r"raised ValueError: bad x \(on row 1\)") as raised:
-        apply_formatting(Dataset.from_list([{"x": 1}, {"x": 2}]), format_row)
+def test_a_formatting_function_that_raises_names_the_key_row_and_line(builders: str) -> None:
+    spec = f"{builders}:fails_on_two"
+    with pytest.raises(ConfigError) as raised:
+        apply_formatting(Dataset.from_list([{"x": 1}, {"x": 2}]), spec)
     assert raised.value.key == "data.formatting"
+    assert f"'{spec}' raised ValueError: bad x (on row 1 at " in raised.value.message
+    assert raised.value.message.endswith(f"{builders}.py:18)")  # the user's `raise`, not rf's frame

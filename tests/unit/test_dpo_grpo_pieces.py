@@ -1,5 +1,5 @@
 """The pure parts of DPO and GRPO: reference-log-prob fingerprints and files, the recipes' data and
-rewards, the arithmetic format, and the schema's rule for `model.reference`."""
+rewards, the arithmetic format, and the trainer kinds' rule for `model.reference`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from rfcli.config.errors import ConfigError
+from rfcli.config.kinds import kind_errors
 from rfcli.config.plan import to_typed_config
 from rfcli.models.arithmetic import addition_problems, answer, parse_answer, question
 from rfcli.trainers.dpo_reference import reference_fingerprint, save_logps, with_logps
@@ -111,6 +111,10 @@ def test_preference_pairs_reject_another_questions_answer() -> None:
 
 def test_only_dpo_takes_a_reference_model() -> None:
     base = {"name": "x", "data": {"train": "d.jsonl"}, "model": {"reference": "rf-tiny"}}
-    assert to_typed_config({**base, "trainer": "dpo"}).model.reference == "rf-tiny"
-    with pytest.raises(ConfigError, match="only the dpo trainer"):
-        to_typed_config({**base, "trainer": "sft"})
+    dpo = to_typed_config({**base, "trainer": "dpo"})
+    assert dpo.model.reference == "rf-tiny"
+    assert [str(error) for error in kind_errors(dpo)] == []
+    sft = to_typed_config({**base, "trainer": "sft"})
+    assert [str(error) for error in kind_errors(sft)] == [
+        "model.reference: only the dpo trainer uses one, not sft"
+    ]

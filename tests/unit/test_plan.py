@@ -93,7 +93,7 @@ def test_random_plan_is_seeded(tmp_path: Path) -> None:
         (["data.formatting=recipes.formatting:nothing_here"], "data.formatting", "has no function"),
         (["data.formatting=no_such_module:f"], "data.formatting", "cannot import module"),
         (["data.formatting=justaname"], "data.formatting", "module:function"),
-        (["trainer=grpo"], "rewards", "at least one reward"),
+        (["trainer=grpo", "training.num_generations=2"], "rewards", "at least one reward"),
         (["name=???"], "name", "required"),
     ],
 )
