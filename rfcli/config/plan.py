@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from rfcli.config.errors import ConfigError, did_you_mean, raise_all
+from rfcli.config.errors import ConfigError, did_you_mean, join_key, raise_all
 from rfcli.config.loader import load_raw_config
 from rfcli.config.schema import ExperimentConfig
 from rfcli.config.search import check_axes, grid_configs, random_configs
@@ -121,26 +121,43 @@ def problem_error(line: str) -> ConfigError:
 def schema_errors(raw: dict[str, Any]) -> Iterator[ConfigError]:
     """Each value the schema rejects, found by merging the file into it one part at a time:
     OmegaConf alone stops at the first."""
-    schema = OmegaConf.structured(ExperimentConfig)
-    yield from _merge_errors(schema, raw, [])
+    yield from _merge_errors(OmegaConf.structured(ExperimentConfig), raw, [])
 
 
 def _merge_errors(schema: DictConfig, value: Any, path: list[str]) -> Iterator[ConfigError]:
+    whole = _merge_error(schema, value, path)
+    if whole is None:
+        return
+    found: list[ConfigError] = []
+    if isinstance(value, dict):  # look for the parts that are wrong, each on its own
+        for key, child in value.items():
+            found.extend(_merge_errors(schema, child, [*path, str(key)]))
+    elif isinstance(value, list) and isinstance(OmegaConf.select(schema, ".".join(path)), ListConfig):
+        # OmegaConf names a key inside a list item without the item's index
+        for index, item in enumerate(value):
+            error = _merge_error(schema, [item], path)
+            if error is not None:
+                inner = error.key.rpartition(".")[2] if error.key else None
+                where = join_key(".".join(path), index)
+                found.append(ConfigError(error.message, key=join_key(where, inner) if inner else where))
+    yield from found or [whole]
+
+
+def _merge_error(schema: DictConfig, value: Any, path: list[str]) -> ConfigError | None:
+    """What the schema says to `value` at `path`, or None when it takes it."""
     nested = value
     for part in reversed(path):
         nested = {part: nested}
     try:
         OmegaConf.merge(schema, nested)
-        return
     except MissingMandatoryValue:  # reported once the whole file is merged
-        return
+        return None
     except OmegaConfBaseException as error:
-        whole = schema_error(error)
-    found: list[ConfigError] = []
-    if isinstance(value, dict):  # look for the parts that are wrong, each on its own
-        for key, child in value.items():
-            found.extend(_merge_errors(schema, child, [*path, str(key)]))
-    yield from found or [whole]
+        return schema_error(error)
+    except TypeError:  # OmegaConf's "Cannot merge incompatible container types": a list for a mapping
+        wanted = "a list" if isinstance(value, dict) else "a mapping of settings (key: value)"
+        return ConfigError(f"expected {wanted}, got {value!r:.60}", key=".".join(path) or None)
+    return None
 
 
 def normalize_shorthands(raw: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,10 @@ class Experiment:
 def open_experiment(run_plan: RunPlan) -> Experiment:
     """Create the experiment's folder and runs, or reopen it when the same plan ran before."""
     first = run_plan.runs[0].config
-    folder = experiment_folder(Path(first.experiments_dir), first.name)
+    try:
+        folder = experiment_folder(Path(first.experiments_dir), first.name)
+    except ConfigError as error:
+        raise error.located(run_plan.source) from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # experiments_dir is a file, or a folder rf may not write to

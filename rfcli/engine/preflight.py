@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from rfcli.config.schema import ExperimentConfig, ModelConfig
 
 T = TypeVar("T")
-Modules = tuple[list[str], list[str]]
-"""A model's module names, and the last names of its linear layers."""
+Modules = dict[str, bool]
+"""A model's module names, and whether LoRA can adapt each."""
 
 
 def check_inputs(run_plan: RunPlan) -> None:
@@ -33,6 +33,7 @@ def check_inputs(run_plan: RunPlan) -> None:
     from rfcli.data.sources import data_key, load_run_data
     from rfcli.trainers.host import model_key
 
+    quiet_loading()
     errors: list[ConfigError] = []
     train_sets: dict[str, Dataset | None] = {}
     modules: dict[str, Modules | None] = {}
@@ -49,6 +50,17 @@ def check_inputs(run_plan: RunPlan) -> None:
     raise_all(error.located(run_plan.source) for error in errors)
 
 
+def quiet_loading() -> None:
+    """Progress bars and log lines of `datasets` and `transformers` would print around the error lines
+    (and later through the live table); rf reports what goes wrong itself."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    transformers_logging.disable_progress_bar()
+
+
 def _collect(errors: list[ConfigError], load: Callable[[Any], T], argument: Any) -> T | None:
     try:
         return load(argument)
@@ -60,18 +72,23 @@ def _collect(errors: list[ConfigError], load: Callable[[Any], T], argument: Any)
 def model_modules(model: ModelConfig) -> Modules | None:
     """Find the model (and its tokenizer and DPO reference) offline, load the tokenizer, and return
     the model's module names; None when it is a hub model that only a worker will download."""
-    from rfcli.models.loading import load_tokenizer, locate_model
+    from transformers import AutoConfig
+
+    from rfcli.models.loading import MODEL_FILES, from_pretrained, load_tokenizer, locate_model
     from rfcli.models.modules import module_names
 
     folder = locate_model(model.name, "model.name")
+    modules = None
+    if folder is not None:
+        modules = module_names(
+            from_pretrained(AutoConfig.from_pretrained, str(folder), "model.name", MODEL_FILES)
+        )
     tokenizer = locate_model(model.tokenizer, "model.tokenizer") if model.tokenizer else folder
     if model.reference:
         locate_model(model.reference, "model.reference")
     if tokenizer is not None:
         load_tokenizer(dataclasses.replace(model, name=str(folder or model.name), tokenizer=str(tokenizer)))
-    if folder is None:
-        return None
-    return module_names(folder)
+    return modules
 
 
 def run_errors(run: PlannedRun, train: Dataset | None, modules: Modules | None) -> Iterator[ConfigError]:
@@ -85,14 +102,15 @@ def run_errors(run: PlannedRun, train: Dataset | None, modules: Modules | None) 
 
 
 def target_errors(config: ExperimentConfig, modules: Modules) -> Iterator[ConfigError]:
-    from rfcli.models.modules import missing_targets
+    from rfcli.models.modules import target_problems
 
     assert config.lora is not None
-    names, linear = modules
-    for target in missing_targets(config.lora["target_modules"], names):
+    targets = config.lora["target_modules"]
+    adaptable = sorted({name.rsplit(".", 1)[-1] for name, ok in modules.items() if ok})
+    for target, problem in target_problems(targets, modules):
         yield ConfigError(
-            f"model '{config.model.name}' has no module '{target}'{did_you_mean(str(target), linear)}; "
-            f"its linear layers are {', '.join(linear)} (or give all-linear)",
+            f"{problem}{did_you_mean(target, adaptable)}; model '{config.model.name}' has "
+            f"{', '.join(adaptable)} (or give all-linear)",
             key="lora.target_modules",
         )
 
