@@ -38,3 +38,19 @@ def test_a_bad_override_is_refused_like_a_plan() -> None:
 def test_a_clone_is_one_run() -> None:
     with pytest.raises(ConfigError, match="a clone is one run"):
         clone_config(grpo_parent(), None, ["training.learning_rate={grid: [1e-3, 1e-4]}"])
+
+
+def test_a_clone_is_checked_for_ranges_like_a_plan() -> None:
+    with pytest.raises(ConfigError, match="expected an integer >= 1, got 0") as raised:
+        clone_config(grpo_parent(), 40, ["lora.r=0"])
+    assert raised.value.key == "lora.r"
+
+
+def test_a_warm_clone_must_end_beyond_its_parents_step() -> None:
+    with pytest.raises(
+        ConfigError, match="goes on from its parent's step 30: max_steps must be above it"
+    ) as raised:
+        clone_config(grpo_parent(), 40, ["training.max_steps=20"], warm_from_step=30)
+    assert raised.value.key == "training.max_steps"
+    assert clone_config(grpo_parent(), 40, ["training.max_steps=50"], warm_from_step=30)
+    assert clone_config(grpo_parent(), 40, ["training.max_steps=20"])  # a cold clone starts at step 0

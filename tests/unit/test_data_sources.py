@@ -244,3 +244,10 @@ def test_a_formatting_function_that_raises_names_the_key_row_and_line(builders: 
     assert raised.value.key == "data.formatting"
     assert f"'{spec}' raised ValueError: bad x (on row 1 at " in raised.value.message
     assert raised.value.message.endswith(f"{builders}.py:18)")  # the user's `raise`, not rf's frame
+
+
+def test_a_txt_file_is_one_text_row_per_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("first line\nsecond line\n")
+    dataset = load_source(DataSource(source=str(tmp_path / "notes.txt")), "data.train")
+    assert dataset["text"] == ["first line", "second line"]
+    check_columns(dataset, "sft", "data.train")

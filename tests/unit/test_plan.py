@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rfcli.config.errors import ConfigError
+from rfcli.config.errors import ConfigError, ConfigErrors
 from rfcli.config.plan import compile_plan
 
 BASE = """
@@ -136,3 +136,20 @@ def test_yaml_errors_and_missing_files(tmp_path: Path) -> None:
 def test_shipped_configs_plan_offline(config: Path) -> None:
     plan = compile_plan(config, [])
     assert len(plan.runs) >= 2
+
+
+def test_schema_errors_are_reported_together(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "num_chunks: 2", "num_chunks: many\nseed: lucky")
+    with pytest.raises(ConfigErrors) as raised:
+        compile_plan(path, ["data.train.shufle_seed=1", "lora=[8]"])
+    assert [(error.source, error.key) for error in raised.value.errors] == [
+        (str(path), "data.train.shufle_seed"),
+        (str(path), "lora"),
+        (str(path), "num_chunks"),
+        (str(path), "seed"),
+    ]
+
+
+def test_experiments_dir_expands_the_home_folder(tmp_path: Path) -> None:
+    plan = compile_plan(write_config(tmp_path), ["experiments_dir=~/rf-runs"])
+    assert plan.runs[0].config.experiments_dir == str(Path.home() / "rf-runs")
