@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
@@ -305,45 +304,4 @@ def test_a_run_with_a_diverging_loss_fails_alone(tmp_path: Path, rf: RunRf, writ
     assert by_rf_id["2"].data.tags["rf.error"] == bad.error
 
 
-# 5. Config errors stop `rf run` before it creates anything.
-
-
-@pytest.mark.parametrize(
-    ("section", "typo", "right"),
-    [
-        (None, "num_chunk", "num_chunks"),
-        ("training", "learnig_rate", "learning_rate"),
-        ("lora", "lora_dropuot", "lora_dropout"),
-    ],
-)
-def test_an_unknown_key_is_a_clear_error(
-    tmp_path: Path, rf: RunRf, write_sweep: WriteSweep, section: str | None, typo: str, right: str
-) -> None:
-    experiments = tmp_path / "experiments"
-    config_path = write_sweep(tmp_path / "sweep.yaml", experiments, "typo")
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    holder = config if section is None else config[section]
-    holder[typo] = holder.pop(right)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-
-    result = rf("run", config_path, expect=2)
-
-    key = typo if section is None else f"{section}.{typo}"
-    assert str(config_path) in result.stderr
-    assert key in result.stderr
-    assert f"did you mean '{right}'" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not experiments.exists()
-
-
-def test_a_config_error_names_a_file_whose_path_has_brackets(
-    tmp_path: Path, rf: RunRf, write_sweep: WriteSweep
-) -> None:
-    folder = tmp_path / "[draft]"
-    folder.mkdir()
-    config = write_sweep(folder / "sweep.yaml", tmp_path / "experiments", "brackets", num_chunk=4)
-
-    result = rf("run", config, expect=2)
-
-    # The message is printed with Rich: a path must not be read as markup ('[draft]' as a style).
-    assert f"{config}: num_chunk: unknown key 'num_chunk'" in result.stderr
+# 5. Config errors stop `rf run` before it creates anything: tests/unit/test_bad_inputs.py, in one process.

@@ -208,6 +208,11 @@ CASES = [
         "num_chunks=1000000000",
     ),
     # LoRA
+    over(
+        "lora-typo",
+        "lora.lora_dropuot: LoraConfig has no field 'lora_dropuot' (did you mean 'lora_dropout'?)",
+        "lora.lora_dropuot=0.1",
+    ),
     over("lora-r-zero", "lora.r: expected an integer >= 1, got 0", "lora.r=0"),
     over(
         "dropout-one", "lora.lora_dropout: expected a number >= 0 and < 1, got 1.0", "lora.lora_dropout=1.0"
