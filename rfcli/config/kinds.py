@@ -28,6 +28,13 @@ class TrainerKind:
     trainer_class: str
     columns: tuple[tuple[str, ...], ...]
     """The column sets its trainer reads; a data set needs every column of at least one set."""
+    uses_reference: bool = False
+    """Scores against a reference model (`model.reference`, or the base model as loaded)."""
+    uses_rewards: bool = False
+    """Trains on `rewards:` functions' scores of its own generations."""
+    steps_from_rows: bool = True
+    """An epoch's optimizer steps follow from the row count and batch size (GRPO's follow from
+    its generations, known only when training)."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """rf's defaults that differ from TRL's for this kind, each for a reason."""
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
@@ -62,6 +69,7 @@ KINDS: dict[str, TrainerKind] = {
         "trl:DPOConfig",
         "trl:DPOTrainer",
         (("prompt", "chosen", "rejected"),),
+        uses_reference=True,
         # Reference log-probs are computed once per experiment and shared by the runs that match.
         defaults={"precompute_ref_log_probs": True},
         fields={"beta": number(0)},
@@ -71,6 +79,8 @@ KINDS: dict[str, TrainerKind] = {
         "trl:GRPOConfig",
         "trl:GRPOTrainer",
         (("prompt",),),
+        uses_rewards=True,
+        steps_from_rows=False,
         fields={"num_generations": integer(2), "max_completion_length": integer(1), "beta": number(0)},
         check=_grpo_checks,
     ),
@@ -91,6 +101,13 @@ def load_class(path: str) -> type:
 
 def kind_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
     """Checks every kind shares that depend on which kind it is."""
-    if config.model.reference is not None and config.trainer != "dpo":
-        yield ConfigError(f"only the dpo trainer uses one, not {config.trainer}", key="model.reference")
-    yield from trainer_kind(config.trainer).errors(config)
+    kind = trainer_kind(config.trainer)
+    if config.model.reference is not None and not kind.uses_reference:
+        users = " or ".join(name for name, other in KINDS.items() if other.uses_reference)
+        yield ConfigError(f"only the {users} trainer uses one, not {config.trainer}", key="model.reference")
+    if config.rewards and not kind.uses_rewards:
+        users = " or ".join(name for name, other in KINDS.items() if other.uses_rewards)
+        yield ConfigError(
+            f"only the {users} trainer uses reward functions, not {config.trainer}", key="rewards"
+        )
+    yield from kind.errors(config)

@@ -117,6 +117,7 @@ def target_errors(config: ExperimentConfig, modules: Modules) -> Iterator[Config
 
 def chunk_errors(run: PlannedRun, num_rows: int) -> Iterator[ConfigError]:
     """A run cannot have more chunks than optimizer steps: each chunk ends on a step of its own."""
+    from rfcli.config.kinds import trainer_kind
     from rfcli.config.training import training_arguments
     from rfcli.trainers.chunking import steps_per_epoch
 
@@ -125,7 +126,7 @@ def chunk_errors(run: PlannedRun, num_rows: int) -> Iterator[ConfigError]:
         args = training_arguments(config, scratch)
     if args.max_steps > 0:
         steps = args.max_steps
-    elif config.trainer == "grpo":  # its steps count generations, not rows: known only when training
+    elif not trainer_kind(config.trainer).steps_from_rows:
         return
     else:
         batches = math.ceil(num_rows / args.per_device_train_batch_size)

@@ -61,7 +61,7 @@ def save_adapter(model: PeftModel, folder: str) -> None:
 @functools.cache
 def trainer_class(trainer: str) -> type[Trainer]:
     base = load_class(trainer_kind(trainer).trainer_class)
-    mixins: tuple[type, ...] = (BaseModelReference,) if trainer == "dpo" else ()
+    mixins: tuple[type, ...] = (BaseModelReference,) if trainer_kind(trainer).uses_reference else ()
     return type(f"Chunked{base.__name__}", (LeanCheckpoints, *mixins, base), {})
 
 
@@ -80,13 +80,14 @@ def build_trainer(
 ) -> Trainer:
     args = training_arguments(config, output_dir)
     extra: dict[str, Any] = {}
-    if config.trainer == "grpo":
+    kind = trainer_kind(config.trainer)
+    if kind.uses_rewards:
         extra["reward_funcs"] = [
             reward_function(reward.function, key=f"rewards[{index}].function")
             for index, reward in enumerate(config.rewards)
         ]
         args.reward_weights = [reward.weight for reward in config.rewards]  # type: ignore[attr-defined]
-    if config.trainer == "dpo":
+    if kind.uses_reference:
         extra["ref_model"] = reference_model(config.model)
         extra["reference_cache"] = ReferenceCache(
             experiment_folder(output_dir) / REFERENCE_FOLDER, reference_key(config.model)
