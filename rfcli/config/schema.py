@@ -24,10 +24,14 @@ class ModelConfig:
     By default the reference is the base model as it was loaded (with LoRA: adapters disabled)."""
 
 
+FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+"""Local data file suffix -> the `datasets` builder that reads it (a .txt file: one 'text' row per line)."""
+
+
 @dataclass
 class DataSource:
     source: str = "???"
-    """A hub data set name, a local .jsonl/.json/.csv/.parquet file, or `module:function`."""
+    """A hub data set name, a local .jsonl/.json/.csv/.parquet/.txt file, or `module:function`."""
     split: str = "train"
     select: int | None = None
     """Keep only the first N rows (after shuffling, when a shuffle seed is given)."""

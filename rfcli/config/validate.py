@@ -16,10 +16,8 @@ from rfcli.config.callables import check_reward_signature, resolve_callable
 from rfcli.config.errors import ConfigError, did_you_mean, raise_all
 from rfcli.config.fields import LORA_FIELDS, field_errors
 from rfcli.config.kinds import kind_errors
-from rfcli.config.schema import DataSource, ExperimentConfig
+from rfcli.config.schema import FILE_FORMATS, DataSource, ExperimentConfig
 from rfcli.config.training import training_arguments, training_errors
-
-LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 
 
 def validate_run_config(config: ExperimentConfig) -> None:
@@ -79,7 +77,7 @@ def lora_errors(lora: dict[str, object]) -> Iterator[ConfigError]:
 def validate_source(source: DataSource, key: str) -> None:
     """Local files must exist and callables must import; hub names are checked when loaded."""
     spec = source.source
-    if spec.endswith(LOCAL_DATA_SUFFIXES):
+    if spec.endswith(tuple(FILE_FORMATS)):
         if not Path(spec).is_file():
             raise ConfigError(f"no such data file '{spec}' (relative paths start from {Path.cwd()})", key=key)
     elif ":" in spec:

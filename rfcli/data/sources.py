@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING, Any
 from rfcli.config.callables import call_user_function, resolve_callable
 from rfcli.config.errors import ConfigError
 from rfcli.config.kinds import trainer_kind
+from rfcli.config.schema import FILE_FORMATS
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
     from rfcli.config.schema import DataSource, ExperimentConfig
-
-FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
-"""Local file suffix -> the `datasets` builder that reads it (a .txt file: one 'text' row per line)."""
 
 
 def data_key(config: ExperimentConfig) -> str:
@@ -108,7 +106,7 @@ def load_hub(name: str, split: str, kwargs: dict[str, Any], key: str) -> Dataset
         reason = str(error).splitlines()[0]
         raise ConfigError(
             f"cannot load data set '{name}' from the Hugging Face hub ({reason}); use a local "
-            ".jsonl/.json/.csv/.parquet file, a `module:function`, or a data set already in the local cache",
+            f"{'/'.join(FILE_FORMATS)} file, a `module:function`, or a data set already in the local cache",
             key=f"{key}.source",
         ) from None
     except ValueError as error:  # an unknown split or config name
