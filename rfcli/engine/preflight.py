@@ -1,5 +1,5 @@
-"""What `rf plan` and `rf run` load and check before an experiment's folder is made, so a file with
-a mistake never leaves a folder behind that blocks its corrected version under the same name.
+"""What `rf run` loads and checks before it makes the experiment's folder, so a file with a mistake
+never leaves a folder behind that blocks its corrected version under the same name.
 
 For each distinct data config: loaded, formatted, its columns checked. For each model: found
 offline (a built-in, a folder, the hub cache), its tokenizer loaded, its module names read (no

@@ -68,8 +68,8 @@ def from_pretrained(
                 key=key,
             )
         return loader(path, **kwargs)
-    if name.startswith((".", "/", "~")):
-        raise ConfigError(f"no such folder '{name}' (relative paths start from {Path.cwd()})", key=key)
+    if looks_like_a_path(name):
+        raise no_such_folder(name, key)
     try:
         return loader(path, **kwargs)
     except OSError as error:  # transformers' error for a hub it cannot reach, or a repo it cannot find
@@ -88,8 +88,8 @@ def locate_model(name: str, key: str) -> Path | None:
     path = Path(resolve_model_path(name))
     if path.is_dir():
         return path
-    if name.startswith((".", "/", "~")):
-        raise ConfigError(f"no such folder '{name}' (relative paths start from {Path.cwd()})", key=key)
+    if looks_like_a_path(name):
+        raise no_such_folder(name, key)
     import huggingface_hub
 
     try:
@@ -114,3 +114,11 @@ def locate_model(name: str, key: str) -> Path | None:
             f"{unavailable}, and the hub could not be reached ({type(error).__name__}: {error})", key=key
         ) from None
     return None
+
+
+def looks_like_a_path(name: str) -> bool:
+    return name.startswith((".", "/", "~"))
+
+
+def no_such_folder(name: str, key: str) -> ConfigError:
+    return ConfigError(f"no such folder '{name}' (relative paths start from {Path.cwd()})", key=key)
