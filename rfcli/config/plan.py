@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -17,7 +18,7 @@ from rfcli.config.errors import ConfigError, did_you_mean, join_key, raise_all
 from rfcli.config.loader import load_raw_config
 from rfcli.config.schema import ExperimentConfig
 from rfcli.config.search import check_axes, grid_configs, random_configs
-from rfcli.config.validate import validate_run_config
+from rfcli.config.validate import run_config_errors
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,38 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
 
 
 def build_run_config(raw: dict[str, Any]) -> ExperimentConfig:
-    """One concrete config -> typed, checked against the schema, TRL, PEFT and the named functions."""
-    config = to_typed_config(raw)
-    validate_run_config(config)
+    """One concrete config -> typed, checked against the schema, TRL, PEFT and the named functions.
+    The values the schema rejects are set aside so that the rest is checked too: every problem is
+    raised at once."""
+    rejected = list(schema_errors(normalize_shorthands(raw)))
+    rest = without_keys(raw, [error.key for error in rejected])
+    if rest is None:
+        raise_all(rejected)
+    assert rest is not None
+    try:
+        config = to_typed_config(rest)
+    except ConfigError as error:
+        raise_all([*rejected, error])
+        raise
+    raise_all([*rejected, *run_config_errors(config)])
     return config
+
+
+def without_keys(raw: dict[str, Any], keys: list[str | None]) -> dict[str, Any] | None:
+    """A copy of `raw` without the settings at dotted `keys`; None when a key is not a plain path
+    of mappings (a list item, or no key)."""
+    if any(key is None or "[" in key for key in keys):
+        return None
+    rest = copy.deepcopy(raw)
+    for key in keys:
+        assert key is not None
+        *parents, name = key.split(".")
+        node: Any = rest
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(name, None)
+    return rest
 
 
 def to_typed_config(raw: dict[str, Any]) -> ExperimentConfig:

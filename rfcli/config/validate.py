@@ -13,19 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from rfcli.config.callables import check_reward_signature, resolve_callable
-from rfcli.config.errors import ConfigError, did_you_mean, raise_all
+from rfcli.config.errors import ConfigError, did_you_mean
 from rfcli.config.fields import LORA_FIELDS, field_errors
 from rfcli.config.kinds import kind_errors
 from rfcli.config.schema import FILE_FORMATS, DataSource, ExperimentConfig
 from rfcli.config.training import training_arguments, training_errors
 
 
-def validate_run_config(config: ExperimentConfig) -> None:
-    """Everything that would otherwise fail later, inside a worker, after other runs began training."""
-    raise_all(run_config_errors(config))
-
-
 def run_config_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
+    """Everything that would otherwise fail later, inside a worker, after other runs began training."""
     training = list(training_errors(config))
     yield from training
     if not training:  # TRL's own checks, once rf's pass

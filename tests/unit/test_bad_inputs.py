@@ -509,12 +509,19 @@ def test_every_error_of_a_file_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    overrides = ("training.learning_rate=fast", "lora.r=0", "lora.lora_dropout=2", "training.max_steps=2.5")
+    overrides = (
+        "training.learning_rate=fast",
+        "lora.r=0",
+        "lora.lora_dropout=2",
+        "training.max_steps=2.5",
+        "num_chunkz=3",
+    )
     args = write_case(tmp_path, Bad("several", "", overrides=overrides), "unused")
     with pytest.raises(SystemExit) as exited:
         main(args)
     assert exited.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
+        "error: sweep.yaml: num_chunkz: unknown key 'num_chunkz' (did you mean 'num_chunks'?)",
         "error: sweep.yaml: training.learning_rate: expected a number > 0, got 'fast'",
         "error: sweep.yaml: training.max_steps: expected an integer >= 1 or -1, got 2.5",
         "error: sweep.yaml: lora.r: expected an integer >= 1, got 0",
