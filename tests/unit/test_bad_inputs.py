@@ -272,6 +272,11 @@ CASES = [
         files=(("empty-model/README", "nothing here"),),
     ),
     over(
+        "rewards-not-grpo",
+        "rewards: only the grpo trainer uses reward functions, not sft",
+        "rewards=[recipes.math_rewards:answer_format]",
+    ),
+    over(
         "reference-not-dpo",
         "model.reference: only the dpo trainer uses one, not sft",
         "model.reference=rf-tiny",
