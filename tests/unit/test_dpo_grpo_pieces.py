@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset
 
 from rfcli.config.kinds import kind_errors
-from rfcli.config.plan import to_typed_config
+from rfcli.config.typed import to_typed_config
 from rfcli.models.arithmetic import addition_problems, answer, parse_answer, question
 from rfcli.trainers.dpo_reference import reference_fingerprint, save_logps, with_logps
 
