@@ -88,9 +88,9 @@ def call_builder(spec: str, kwargs: dict[str, Any], key: str) -> Dataset:
     built = call_user_function(builder, spec, f"{key}.source", kwargs=kwargs)
     if isinstance(built, list):
         if not all(isinstance(row, dict) for row in built):
-            kinds = sorted({type(row).__name__ for row in built if not isinstance(row, dict)})
+            types = sorted({type(row).__name__ for row in built if not isinstance(row, dict)})
             raise ConfigError(
-                f"'{spec}' gave a list holding {', '.join(kinds)}; expected one dict per row",
+                f"'{spec}' gave a list holding {', '.join(types)}; expected one dict per row",
                 key=f"{key}.source",
             )
         return Dataset.from_list(built)
@@ -103,9 +103,8 @@ def load_hub(name: str, split: str, kwargs: dict[str, Any], key: str) -> Dataset
     try:
         loaded = datasets.load_dataset(name, split=split, **kwargs)
     except OSError as error:  # ConnectionError offline, DatasetNotFoundError for an unknown name
-        reason = str(error).splitlines()[0]
         raise ConfigError(
-            f"cannot load data set '{name}' from the Hugging Face hub ({reason}); use a local "
+            f"cannot load data set '{name}' from the Hugging Face hub ({error}); use a local "
             f"{'/'.join(FILE_FORMATS)} file, a `module:function`, or a data set already in the local cache",
             key=f"{key}.source",
         ) from None
