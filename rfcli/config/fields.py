@@ -65,7 +65,6 @@ TRAINING_FIELDS: dict[str, FieldRule] = {
     "warmup_steps": number(0),
     "weight_decay": number(0),
     "max_grad_norm": number(0),
-    "max_length": integer(1, optional=True),
 }
 """Fields of every TRL trainer config; a field left out keeps TRL's default."""
 

@@ -62,7 +62,11 @@ def _grpo_checks(config: ExperimentConfig) -> Iterator[ConfigError]:
 
 KINDS: dict[str, TrainerKind] = {
     "sft": TrainerKind(
-        "sft", "trl:SFTConfig", "trl:SFTTrainer", (("text",), ("messages",), ("prompt", "completion"))
+        "sft",
+        "trl:SFTConfig",
+        "trl:SFTTrainer",
+        (("text",), ("messages",), ("prompt", "completion")),
+        fields={"max_length": integer(1, optional=True)},
     ),
     "dpo": TrainerKind(
         "dpo",
@@ -72,7 +76,7 @@ KINDS: dict[str, TrainerKind] = {
         uses_reference=True,
         # Reference log-probs are computed once per experiment and shared by the runs that match.
         defaults={"precompute_ref_log_probs": True},
-        fields={"beta": number(0)},
+        fields={"beta": number(0), "max_length": integer(1, optional=True)},
     ),
     "grpo": TrainerKind(
         "grpo",
