@@ -548,3 +548,34 @@ def test_a_file_that_drops_runs_is_another_plan(
         main(["run", "sweep.yaml"])  # the same file without the second learning rate: run 2 is gone
     assert exited.value.code == 2
     assert "which this file no longer gives" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["lora.r=0"], "error: clone: lora.r: expected an integer >= 1, got 0"),
+        (
+            ["training.learning_rate={grid: [1e-3, 1e-4]}"],
+            "error: clone: a clone is one run: give plain values, not search axes",
+        ),
+    ],
+)
+def test_a_clone_that_cannot_work_is_refused_when_given(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    overrides: list[str],
+    expected: str,
+) -> None:
+    from rfcli.config.plan import compile_plan
+    from rfcli.engine.experiment import open_experiment
+
+    monkeypatch.chdir(tmp_path)
+    write_case(tmp_path, Bad("base", ""), "unused")
+    experiment = open_experiment(compile_plan(Path("sweep.yaml"), []))
+    with pytest.raises(SystemExit) as exited:
+        main(["ctl", "clone", "1", *overrides, "--dir", "exps", "--wait", "0"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [expected]
+    assert experiment.store.pending_commands() == []  # nothing queued
+    experiment.store.close()
