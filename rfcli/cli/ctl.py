@@ -6,7 +6,6 @@ boundary (at once for a run that is not training) and records who asked.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.cli.plan import OverridesArgument
 from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
+from rfcli.store.lock import LOCK_FILE, ExperimentLock
 
 ctl_app = typer.Typer(
     name="ctl",
@@ -102,7 +102,7 @@ def submit(
                 typer.echo(f"{verb} run {run_id}: refused: {command.error}", err=True)
                 raise typer.Exit(1)
             time.sleep(0.1)
-        if controller_running(store):
+        if ExperimentLock(folder / LOCK_FILE, CAUSE).holder() is not None:
             typer.echo(f"{verb} run {run_id}: queued; it applies when run {run_id}'s chunk in flight ends")
         else:
             typer.echo(
@@ -118,14 +118,3 @@ def refuse_if_final(verb: str, run: RunRecord, warm: bool) -> None:
     if refusal is not None:
         typer.echo(f"{verb} run {run.id}: refused: {refusal}", err=True)
         raise typer.Exit(1)
-
-
-def controller_running(store: ExperimentStore) -> bool:
-    pid = store.get_meta("controller_pid")
-    if pid is None:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True

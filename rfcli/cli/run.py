@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from rfcli.cli.plan import ConfigArgument, OverridesArgument
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rfcli.config.plan import RunPlan
 
 WorkersOption = Annotated[
     int | None,
@@ -26,15 +31,37 @@ def run_command(
     chunk. Ctrl-C stops at once; the chunks in flight are trained again on the next `rf run`.
     """
     from rfcli.config.plan import compile_plan
-    from rfcli.engine.controller import Controller
-    from rfcli.engine.experiment import open_experiment, preflight_data
-    from rfcli.engine.pool import WorkerPool, visible_devices
-    from rfcli.ui.live import LiveView
-    from rfcli.ui.tables import experiment_view, output_console
+    from rfcli.engine.experiment import plan_folder, preflight_data
+    from rfcli.store.lock import LOCK_FILE, ExperimentBusy, ExperimentLock
+    from rfcli.ui.tables import output_console
 
     console = output_console()
     run_plan = compile_plan(config, overrides or [])
-    preflight_data(run_plan)
+    folder = plan_folder(run_plan)
+    lock = ExperimentLock(folder / LOCK_FILE, "rf run")
+    try:
+        if folder.is_dir():
+            lock.acquire()  # a second `rf run` is refused before it loads any data
+        preflight_data(run_plan)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except ExperimentBusy as busy:
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        train(run_plan, workers, console)
+    finally:
+        lock.release()
+
+
+def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
+    """Open the experiment (this process holds its lock) and train until no run can go on."""
+    from rfcli.engine.controller import Controller
+    from rfcli.engine.experiment import open_experiment
+    from rfcli.engine.pool import WorkerPool, visible_devices
+    from rfcli.ui.live import LiveView
+    from rfcli.ui.tables import experiment_view
+
     experiment = open_experiment(run_plan)
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():

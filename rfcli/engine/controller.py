@@ -8,7 +8,6 @@ says so, and MLflow mirrors the store's metrics from the last step it already ho
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,7 +53,6 @@ class Controller:
 
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
-        self.store.set_meta("controller_pid", str(os.getpid()))
         self.store.add_event(None, "started", cause="rf run", detail=f"{len(self.pool.workers)} worker(s)")
         self.recover()
         self.steer_and_dispatch()  # commands that came while rf run was away may give it work

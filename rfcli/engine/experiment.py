@@ -28,10 +28,16 @@ class Experiment:
         return unfinished or bool(self.store.pending_commands())
 
 
+def plan_folder(run_plan: RunPlan) -> Path:
+    """The folder of the plan's experiment (which may not exist yet)."""
+    first = run_plan.runs[0].config
+    return experiment_folder(Path(first.experiments_dir), first.name)
+
+
 def open_experiment(run_plan: RunPlan) -> Experiment:
     """Create the experiment's folder and runs, or reopen it when the same plan ran before."""
     first = run_plan.runs[0].config
-    folder = experiment_folder(Path(first.experiments_dir), first.name)
+    folder = plan_folder(run_plan)
     folder.mkdir(parents=True, exist_ok=True)
     if first.tracking_uri:
         remember_tracking_uri(folder, first.tracking_uri)
