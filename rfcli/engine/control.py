@@ -48,19 +48,31 @@ class CommandApplier:
         the store: a worker's parked state, the MLflow run."""
 
     def apply_pending(self, busy: Collection[int]) -> list[str]:
-        """Apply every pending command whose run is not mid-chunk; one line per outcome."""
+        """Apply every pending command whose run is not mid-chunk; one line per outcome.
+
+        A command's changes to the store and its outcome commit in one transaction: a kill in
+        between leaves it pending, with nothing of it applied, and it applies once on the next turn.
+        Files follow the store: a warm clone's checkpoint is copied before (a leftover copy is
+        replaced next time), a deleted run's checkpoints are removed after.
+        """
         lines = []
         for command in self.store.pending_commands():
             if command.run_id in busy and command.verb in ("stop", "delete"):
                 continue  # takes effect at that run's chunk boundary
             try:
-                line = self.apply(command)
+                with self.store.transaction():
+                    line = self.apply(command)
+                    self.store.finish_command(command.id, outcome="applied")
             except CommandRefused as refusal:
-                self.store.finish_command(command.id, outcome="refused", error=str(refusal))
-                self.store.add_event(command.run_id, f"{command.verb} refused", command.cause, str(refusal))
+                with self.store.transaction():
+                    self.store.finish_command(command.id, outcome="refused", error=str(refusal))
+                    self.store.add_event(
+                        command.run_id, f"{command.verb} refused", command.cause, str(refusal)
+                    )
                 lines.append(f"{command.verb} run {command.run_id} refused: {refusal}")
             else:
-                self.store.finish_command(command.id, outcome="applied")
+                if command.verb == "delete":
+                    shutil.rmtree(self.folder / "runs" / str(command.run_id), ignore_errors=True)
                 self.on_change(self.store.run(command.run_id), command.verb, command.cause)
                 lines.append(line)
         return lines
@@ -86,7 +98,6 @@ class CommandApplier:
             return f"run {run.id}: resumed"
         if command.verb == "delete":
             self.store.set_state(run.id, "deleted", cause=cause)
-            shutil.rmtree(self.folder / "runs" / str(run.id), ignore_errors=True)
             return f"run {run.id}: deleted, checkpoints removed"
         if command.verb == "clone":
             return self.clone(run, command.args, cause)
@@ -105,7 +116,11 @@ class CommandApplier:
                 f"run {parent.id} is at step {parent.global_step} and the clone would stop at {max_steps}; "
                 f"give training.max_steps above {parent.global_step} to train further"
             )
-        run_id = self.store.next_run_id()
+        run_id = self.store.next_run_id()  # only the lock's holder adds runs
+        checkpoint = None
+        if warm:
+            assert parent.checkpoint is not None
+            checkpoint = warm_start_checkpoint(Path(parent.checkpoint), parent.id, self.folder, run_id)
         overrides = " ".join(args.get("overrides", []))
         name = (
             f"{run_id} clone of {parent.id}"
@@ -121,9 +136,7 @@ class CommandApplier:
             warm_start=warm,
             cause=cause,
         )
-        if warm:
-            assert parent.checkpoint is not None
-            checkpoint = warm_start_checkpoint(Path(parent.checkpoint), parent.id, self.folder, run_id)
+        if checkpoint is not None:
             self.store.record_chunk(
                 run_id,
                 chunks_done=parent.chunks_done,
@@ -144,6 +157,7 @@ def warm_start_checkpoint(source: Path, parent_id: int, folder: Path, run_id: in
     from rfcli.trainers.host import adapter_name
 
     target = folder / "runs" / str(run_id) / "checkpoints" / source.name
+    shutil.rmtree(target, ignore_errors=True)  # left by a clone whose store change did not commit
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt"))
     parent_adapter = target / adapter_name(parent_id)
     if parent_adapter.is_dir():

@@ -155,6 +155,7 @@ class ExperimentStore:
         )
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()  # one transaction at a time on this shared connection
+        self._batched = False  # inside `transaction()`: writes join it instead of committing
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -379,13 +380,42 @@ class ExperimentStore:
     # -- internals ----------------------------------------------------------------------------
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The writes made inside commit together or not at all: a command's effect and its
+        'applied' mark, so a kill between them cannot apply the command twice.
+
+        The write lock is taken at the first write, so reads and file copies before it do not
+        hold other processes' writes up.
+        """
+        with self._lock:
+            if self._batched:
+                raise RuntimeError("transactions do not nest")
+            self._batched = True
+            try:
+                yield
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._batched = False
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database's write lock from its first statement.
+        """A write transaction holding the database's write lock from its first statement
+        (inside `transaction()`, part of that one).
 
         IMMEDIATE, not the default DEFERRED: a deferred transaction that reads and then writes
         can fail at once with "database is locked" instead of waiting for the busy timeout.
         """
         with self._lock:
+            if self._batched:
+                if not self._db.in_transaction:
+                    self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
