@@ -56,6 +56,7 @@ def run_command(
 
 def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
     """Open the experiment (this process holds its lock) and train until no run can go on."""
+    from rfcli.engine.control import mirror_deferred
     from rfcli.engine.controller import Controller
     from rfcli.engine.experiment import open_experiment
     from rfcli.engine.pool import WorkerPool, visible_devices
@@ -63,6 +64,7 @@ def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
     from rfcli.ui.tables import experiment_view
 
     experiment = open_experiment(run_plan)
+    mirror_deferred(experiment.store, experiment.tracker)
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():
         console.print(experiment_view(experiment.store, experiment.folder))

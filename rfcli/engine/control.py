@@ -1,10 +1,13 @@
-"""Commands that steer runs (stop, resume, delete, clone), as the controller applies them.
+"""Commands that steer runs (stop, resume, delete, clone), as they are applied.
 
-`rf ctl` and the live table's keys only write commands into the store; the controller applies
-them here, between chunks: a command for a run that is training waits in the store until that
-run's chunk is recorded, and any other takes effect at the controller's next turn (a fraction of
-a second). Each applied command changes state through the store, which records the event and its
-cause; a refused command says why.
+`rf ctl` and the live table's keys write commands into the store (`commands.py`); whoever holds the
+experiment's lock applies them here. The controller of `rf run` does so between chunks: a command
+for a run that is training waits until that run's chunk is recorded, any other takes effect at the
+controller's next turn (a fraction of a second). With no `rf run` attached, `rf ctl` takes the lock
+and applies them at once; what the controller would also do outside the store (tag and end the
+MLflow run) is left for the next `rf run`, which reads it back from the store when it attaches.
+Each applied command changes state through the store, which records the event and its cause; a
+refused command says why.
 """
 
 from __future__ import annotations
@@ -12,26 +15,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rfcli.config.plan import config_fingerprint
+from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 
-VERBS = ("stop", "resume", "delete", "clone")
-
-
-class CommandRefused(Exception):
-    """The command cannot apply to the run as it is; the message says why."""
-
-
-def final_refusal(verb: str, run: RunRecord, warm: bool = False) -> str | None:
-    """Why `verb` can never apply to `run` (it ended for good), or None: `rf ctl` says so at once."""
-    if run.state == "deleted" and (verb != "clone" or warm):
-        what = "a warm clone needs its weights" if verb == "clone" else "it can no longer be steered"
-        return f"run {run.id} is deleted; {what}"
-    if run.state in ("completed", "failed") and verb in ("stop", "resume"):
-        return f"run {run.id} is {run.state}"
-    return None
+if TYPE_CHECKING:
+    from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 
 class CommandApplier:
@@ -39,13 +30,14 @@ class CommandApplier:
         self,
         store: ExperimentStore,
         folder: Path,
-        on_change: Callable[[RunRecord, str, str], None],
+        on_change: Callable[[RunRecord, str, str], None] | None,
     ) -> None:
         self.store = store
         self.folder = folder
         self.on_change = on_change
         """Called with (run, verb, cause) after a command changed a run, for what lives outside
-        the store: a worker's parked state, the MLflow run."""
+        the store: a worker's parked state, the MLflow run. None without a controller: the store
+        keeps the command for the next controller's `on_change`."""
 
     def apply_pending(self, busy: Collection[int]) -> list[str]:
         """Apply every pending command whose run is not mid-chunk; one line per outcome.
@@ -63,6 +55,8 @@ class CommandApplier:
                 with self.store.transaction():
                     line = self.apply(command)
                     self.store.finish_command(command.id, outcome="applied")
+                    if self.on_change is None:
+                        self.store.defer_to_controller(command.id)
             except CommandRefused as refusal:
                 with self.store.transaction():
                     self.store.finish_command(command.id, outcome="refused", error=str(refusal))
@@ -73,7 +67,8 @@ class CommandApplier:
             else:
                 if command.verb == "delete":
                     shutil.rmtree(self.folder / "runs" / str(command.run_id), ignore_errors=True)
-                self.on_change(self.store.run(command.run_id), command.verb, command.cause)
+                if self.on_change is not None:
+                    self.on_change(self.store.run(command.run_id), command.verb, command.cause)
                 lines.append(line)
         return lines
 
@@ -163,3 +158,20 @@ def warm_start_checkpoint(source: Path, parent_id: int, folder: Path, run_id: in
     if parent_adapter.is_dir():
         parent_adapter.rename(target / adapter_name(run_id))
     return target
+
+
+def mirror_command(tracker: MlflowTracker, run: RunRecord, verb: str, cause: str) -> None:
+    """What MLflow shows of an applied command: the run's state and who asked; a deleted run ends."""
+    if run.mlflow_run_id is None or verb == "clone":
+        return
+    tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
+    if verb == "delete":
+        tracker.end_run(run.mlflow_run_id, "KILLED")
+
+
+def mirror_deferred(store: ExperimentStore, tracker: MlflowTracker) -> None:
+    """Commands `rf ctl` applied while no `rf run` was attached reach MLflow once, when one attaches."""
+    deferred = store.deferred_commands()
+    for command in deferred:
+        mirror_command(tracker, store.run(command.run_id), command.verb, command.cause)
+    store.settle_deferred([command.id for command in deferred])

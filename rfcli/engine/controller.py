@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rfcli.config.plan import flatten, to_typed_config
-from rfcli.engine.control import CommandApplier
+from rfcli.engine.control import CommandApplier, mirror_command
 from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
 from rfcli.engine.scheduler import RunProgress, next_assignments
@@ -79,15 +79,11 @@ class Controller:
         return bool(self.placement.busy) or any(run.state in SCHEDULABLE for run in self.store.runs())
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
-        if run.mlflow_run_id is not None and verb in ("stop", "resume"):
-            self.tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
         if verb == "delete":
             parked = self.placement.parked.pop(run.id, None)
             if parked is not None:
                 self.pool.send(parked[0], ReleaseRun(run.id))
-            if run.mlflow_run_id is not None:
-                self.tracker.set_tags(run.mlflow_run_id, {"rf.state": "deleted", "rf.delete_cause": cause})
-                self.end_mlflow_run(run)
+        mirror_command(self.tracker, run, verb, cause)
 
     def recover(self) -> None:
         """Runs left 'running' by a killed `rf run` go back to their last recorded chunk."""

@@ -23,6 +23,7 @@ RUN_STATES = ("pending", "running", "ready", "completed", "stopped", "failed", "
 COMMAND_OUTCOMES = ("applied", "refused")
 SCHEMA_VERSION = 1  # kept in SQLite's own `PRAGMA user_version`
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's transaction to end
+DEFERRED_KEY = "deferred_commands"  # in meta: applied commands the next controller still mirrors
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -180,8 +181,8 @@ class ExperimentStore:
     # -- meta ---------------------------------------------------------------------------------
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._transaction():
+            self._set_meta_value(key, value)
 
     def get_meta(self, key: str) -> str | None:
         row = self._read_one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -371,6 +372,23 @@ class ExperimentStore:
                     raise RecordNotFoundError(f"no command {command_id} in {self.path}")
                 raise ValueError(f"command {command_id} was already {row['outcome']}")
 
+    def defer_to_controller(self, command_id: int) -> None:
+        """An applied command whose effects outside the store (MLflow) are left for the next
+        controller: `rf ctl` applied it with no `rf run` attached."""
+        with self._transaction():
+            deferred = self._deferred_ids()
+            self._set_meta_value(DEFERRED_KEY, json.dumps([*deferred, command_id]))
+
+    def deferred_commands(self) -> list[CommandRecord]:
+        """The commands `defer_to_controller` kept, oldest first."""
+        return [self.command(command_id) for command_id in self._deferred_ids()]
+
+    def settle_deferred(self, command_ids: list[int]) -> None:
+        """The next controller has carried these out."""
+        with self._transaction():
+            left = [command_id for command_id in self._deferred_ids() if command_id not in command_ids]
+            self._set_meta_value(DEFERRED_KEY, json.dumps(left))
+
     def command(self, command_id: int) -> CommandRecord:
         row = self._read_one("SELECT * FROM commands WHERE id = ?", (command_id,))
         if row is None:
@@ -447,6 +465,13 @@ class ExperimentStore:
             for statement in _SCHEMA:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _set_meta_value(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _deferred_ids(self) -> list[int]:
+        stored = self.get_meta(DEFERRED_KEY)
+        return [int(command_id) for command_id in json.loads(stored)] if stored else []
 
     def _has_run(self, run_id: int) -> bool:
         return self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rfcli.engine.control import CommandApplier
+from rfcli.engine.control import CommandApplier, mirror_deferred
 from rfcli.store.database import ExperimentStore
 
 CONFIG: dict[str, Any] = {"trainer": "sft", "training": {"learning_rate": 1e-3, "max_steps": 40}}
@@ -111,3 +111,41 @@ def test_a_delete_interrupted_before_its_mark_keeps_the_run_and_its_checkpoints(
     assert not (experiment.folder / "runs" / "1").exists()
     deleted = [e for e in experiment.store.events(run_id=1) if e.kind == "deleted"]
     assert len(deleted) == 1
+
+
+# -- commands applied without a controller ---------------------------------------------------
+
+
+class FakeTracker:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def set_tags(self, mlflow_run_id: str, tags: dict[str, str]) -> None:
+        self.calls.append(("tags", mlflow_run_id, tags))
+
+    def end_run(self, mlflow_run_id: str, status: str) -> None:
+        self.calls.append(("end", mlflow_run_id, status))
+
+
+def test_the_next_rf_run_mirrors_commands_applied_without_one_to_mlflow(tmp_path: Path) -> None:
+    experiment = Experiment(tmp_path)
+    experiment.applier.on_change = None  # as `rf ctl` applies them
+    for run_id in (1, 2):
+        experiment.add_run(run_id, "ready", chunks=1)
+        experiment.store.set_mlflow_run(run_id, f"mlflow-{run_id}")
+    experiment.command("stop", 1)
+    experiment.command("delete", 2)
+    experiment.apply()
+    assert [c.verb for c in experiment.store.deferred_commands()] == ["stop", "delete"]
+
+    tracker = FakeTracker()
+    mirror_deferred(experiment.store, tracker)  # type: ignore[arg-type]
+    assert tracker.calls == [
+        ("tags", "mlflow-1", {"rf.state": "stopped", "rf.stop_cause": "rf ctl"}),
+        ("tags", "mlflow-2", {"rf.state": "deleted", "rf.delete_cause": "rf ctl"}),
+        ("end", "mlflow-2", "KILLED"),
+    ]
+    assert experiment.store.deferred_commands() == []
+    mirror_deferred(experiment.store, tracker)  # type: ignore[arg-type]
+    assert len(tracker.calls) == 3, "mirrored once"
+    experiment.store.close()
