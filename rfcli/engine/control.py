@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from rfcli.config.plan import config_fingerprint
 from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
+from rfcli.store.states import IllegalMove
 
 if TYPE_CHECKING:
     from rfcli.tracking.mlflow_tracker import MlflowTracker
@@ -57,7 +58,7 @@ class CommandApplier:
                     self.store.finish_command(command.id, outcome="applied")
                     if self.on_change is None:
                         self.store.defer_to_controller(command.id)
-            except CommandRefused as refusal:
+            except (CommandRefused, IllegalMove) as refusal:
                 with self.store.transaction():
                     self.store.finish_command(command.id, outcome="refused", error=str(refusal))
                     self.store.add_event(

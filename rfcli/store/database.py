@@ -19,7 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-RUN_STATES = ("pending", "running", "ready", "completed", "stopped", "failed", "deleted")
+from rfcli.store.states import RunState, check_move, run_state
+
+RUN_STATES = tuple(state.value for state in RunState)
 COMMAND_OUTCOMES = ("applied", "refused")
 SCHEMA_VERSION = 1  # kept in SQLite's own `PRAGMA user_version`
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's transaction to end
@@ -91,7 +93,7 @@ class RecordNotFoundError(KeyError):
 class RunRecord:
     id: int
     name: str
-    state: str
+    state: RunState
     config: dict[str, Any]
     fingerprint: str
     parent_id: int | None
@@ -243,23 +245,27 @@ class ExperimentStore:
         worker: int | None = None,
         error: str | None = None,
     ) -> None:
-        """Move a run to `state` and record the event, in one transaction.
+        """Move a run to `state` and record the event, in one transaction; IllegalMove when the
+        run's state machine (`states.py`) does not allow it.
 
         `worker` and `error` describe the run as it is now, so each call replaces both: a run
         leaving a worker gets worker None, a failed run resumed by a person loses its error.
         The event's detail is `detail`, or the error when no detail is given.
         """
-        if state not in RUN_STATES:
-            raise ValueError(f"unknown run state '{state}'; a run is one of: {', '.join(RUN_STATES)}")
+        target = run_state(state)
         now = time.time()
         with self._transaction() as db:
+            row = db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._run_not_found(run_id)
+            check_move(run_id, RunState(row["state"]), target)
             self._update_run(
                 db,
                 run_id,
                 "state = ?, worker = ?, error = ?, updated_at = ?",
-                (state, worker, error, now),
+                (target.value, worker, error, now),
             )
-            self._insert_event(run_id, state, cause, detail if detail is not None else error, now)
+            self._insert_event(run_id, target.value, cause, detail if detail is not None else error, now)
 
     def set_plan_totals(self, run_id: int, total_chunks: int, max_steps: int) -> None:
         with self._transaction() as db:
@@ -509,6 +515,7 @@ def _run_record(row: sqlite3.Row) -> RunRecord:
     fields = dict(row)
     fields["config"] = json.loads(fields["config"])
     fields["warm_start"] = bool(fields["warm_start"])
+    fields["state"] = RunState(fields["state"])
     return RunRecord(**fields)
 
 
