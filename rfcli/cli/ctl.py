@@ -19,8 +19,9 @@ from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.cli.plan import OverridesArgument
 from rfcli.engine.commands import CommandRefused, submit
 from rfcli.store.database import CommandRecord, ExperimentStore
-from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
-from rfcli.store.lock import LOCK_FILE, ExperimentLock
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
+from rfcli.store.layout import ExperimentLayout
+from rfcli.store.lock import ExperimentLock
 
 ctl_app = typer.Typer(
     name="ctl",
@@ -90,13 +91,13 @@ def send(
     overrides: Sequence[str] = (),
     warm: bool = False,
 ) -> None:
-    folder = find_experiment(experiment, search_dir=experiments_dir)
-    with ExperimentStore(folder / STATE_DB) as store:
+    layout = ExperimentLayout(find_experiment(experiment, search_dir=experiments_dir))
+    with ExperimentStore(layout.state_db) as store:
         try:
             command_id = submit(store, verb, run_id, cause=CAUSE, overrides=overrides, warm=warm)
         except CommandRefused as refusal:
             refuse(verb, run_id, str(refusal))
-        command = outcome(store, folder, command_id, wait)
+        command = outcome(store, layout, command_id, wait)
     if command.outcome == "applied":
         typer.echo(f"{verb} run {run_id}: applied")
     elif command.outcome == "refused":
@@ -107,12 +108,12 @@ def send(
         )
 
 
-def outcome(store: ExperimentStore, folder: Path, command_id: int, wait: float) -> CommandRecord:
+def outcome(store: ExperimentStore, layout: ExperimentLayout, command_id: int, wait: float) -> CommandRecord:
     """The command once applied or refused, or still pending after `wait` seconds of a busy
     `rf run`. Whenever no `rf run` holds the experiment, apply every pending command here."""
     from rfcli.engine.control import CommandApplier
 
-    lock = ExperimentLock(folder / LOCK_FILE, CAUSE)
+    lock = ExperimentLock(layout.lock_file, CAUSE)
     deadline = time.monotonic() + wait
     while True:
         command = store.command(command_id)
@@ -120,7 +121,7 @@ def outcome(store: ExperimentStore, folder: Path, command_id: int, wait: float) 
             return command
         if lock.try_acquire():
             try:
-                CommandApplier(store, folder, on_change=None).apply_pending(busy=())
+                CommandApplier(store, layout, on_change=None).apply_pending(busy=())
             finally:
                 lock.release()
             continue

@@ -32,13 +32,14 @@ def run_command(
     """
     from rfcli.config.plan import compile_plan
     from rfcli.engine.experiment import plan_folder, preflight_data
-    from rfcli.store.lock import LOCK_FILE, ExperimentBusy, ExperimentLock
+    from rfcli.store.layout import ExperimentLayout
+    from rfcli.store.lock import ExperimentBusy, ExperimentLock
     from rfcli.ui.tables import output_console
 
     console = output_console()
     run_plan = compile_plan(config, overrides or [])
     folder = plan_folder(run_plan)
-    lock = ExperimentLock(folder / LOCK_FILE, "rf run")
+    lock = ExperimentLock(ExperimentLayout(folder).lock_file, "rf run")
     try:
         if folder.is_dir():
             lock.acquire()  # a second `rf run` is refused before it loads any data

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from rfcli.config.plan import config_fingerprint
 from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
+from rfcli.store.layout import ExperimentLayout, adapter_name
 from rfcli.store.states import IllegalMove
 
 if TYPE_CHECKING:
@@ -30,11 +31,11 @@ class CommandApplier:
     def __init__(
         self,
         store: ExperimentStore,
-        folder: Path,
+        layout: ExperimentLayout,
         on_change: Callable[[RunRecord, str, str], None] | None,
     ) -> None:
         self.store = store
-        self.folder = folder
+        self.layout = layout
         self.on_change = on_change
         """Called with (run, verb, cause) after a command changed a run, for what lives outside
         the store: a worker's parked state, the MLflow run. None without a controller: the store
@@ -67,7 +68,7 @@ class CommandApplier:
                 lines.append(f"{command.verb} run {command.run_id} refused: {refusal}")
             else:
                 if command.verb == "delete":
-                    shutil.rmtree(self.folder / "runs" / str(command.run_id), ignore_errors=True)
+                    shutil.rmtree(self.layout.run_folder(command.run_id), ignore_errors=True)
                 if self.on_change is not None:
                     self.on_change(self.store.run(command.run_id), command.verb, command.cause)
                 lines.append(line)
@@ -116,7 +117,7 @@ class CommandApplier:
         checkpoint = None
         if warm:
             assert parent.checkpoint is not None
-            checkpoint = warm_start_checkpoint(Path(parent.checkpoint), parent.id, self.folder, run_id)
+            checkpoint = warm_start_checkpoint(Path(parent.checkpoint), parent.id, self.layout, run_id)
         overrides = " ".join(args.get("overrides", []))
         name = (
             f"{run_id} clone of {parent.id}"
@@ -146,13 +147,11 @@ class CommandApplier:
         return f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
 
 
-def warm_start_checkpoint(source: Path, parent_id: int, folder: Path, run_id: int) -> Path:
+def warm_start_checkpoint(source: Path, parent_id: int, layout: ExperimentLayout, run_id: int) -> Path:
     """A copy of the parent's checkpoint for the clone: its weights (the adapter renamed to the
     clone's), its step and RNG, but no optimizer or scheduler state, so the clone's own learning
     rate and schedule apply from that step on."""
-    from rfcli.trainers.host import adapter_name
-
-    target = folder / "runs" / str(run_id) / "checkpoints" / source.name
+    target = layout.checkpoints(run_id) / source.name
     shutil.rmtree(target, ignore_errors=True)  # left by a clone whose store change did not commit
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt"))
     parent_adapter = target / adapter_name(parent_id)

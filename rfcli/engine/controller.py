@@ -17,6 +17,7 @@ from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk
 from rfcli.engine.pool import WorkerPool
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import ExperimentStore, RunRecord
+from rfcli.store.layout import ExperimentLayout
 from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 SCHEDULABLE = ("pending", "ready")
@@ -45,7 +46,7 @@ class Controller:
         self.pool = pool
         self.announce = announce
         self.placement = Placement()
-        self.commands = CommandApplier(store, pool.experiment, self.after_command)
+        self.commands = CommandApplier(store, ExperimentLayout(pool.experiment), self.after_command)
         self.leaving = False
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
         self.unsynced: set[int] = set()

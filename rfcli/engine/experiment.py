@@ -10,7 +10,8 @@ from typing import Any
 from rfcli.config.errors import ConfigError
 from rfcli.config.plan import RunPlan
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import STATE_DB, experiment_folder
+from rfcli.store.experiments import experiment_folder
+from rfcli.store.layout import ExperimentLayout
 from rfcli.tracking.mlflow_tracker import MlflowTracker, remember_tracking_uri, tracking_uri_for
 
 RUN_NAME_LIMIT = 80
@@ -41,7 +42,7 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
     folder.mkdir(parents=True, exist_ok=True)
     if first.tracking_uri:
         remember_tracking_uri(folder, first.tracking_uri)
-    store = ExperimentStore(folder / STATE_DB)
+    store = ExperimentStore(ExperimentLayout(folder).state_db)
     existing = {run.id: run for run in store.runs()}
     if existing:
         check_same_plan(run_plan, existing, folder)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-LOCK_FILE = "controller.lock"
 CTL_HOLD_WAIT_S = 10.0
 """How long `rf run` waits for a `rf ctl` that holds the lock: it holds it for one command only."""
 POLL_S = 0.05

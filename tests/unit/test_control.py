@@ -10,6 +10,7 @@ import pytest
 
 from rfcli.engine.control import CommandApplier, mirror_deferred
 from rfcli.store.database import ExperimentStore
+from rfcli.store.layout import ExperimentLayout
 
 CONFIG: dict[str, Any] = {"trainer": "sft", "training": {"learning_rate": 1e-3, "max_steps": 40}}
 
@@ -22,7 +23,9 @@ class Experiment:
         self.store = ExperimentStore(folder / "state.db")
         self.changes: list[tuple[int, str, str]] = []
         self.applier = CommandApplier(
-            self.store, folder, lambda run, verb, cause: self.changes.append((run.id, verb, cause))
+            self.store,
+            ExperimentLayout(folder),
+            lambda run, verb, cause: self.changes.append((run.id, verb, cause)),
         )
 
     def add_run(self, run_id: int, state: str = "pending", chunks: int = 0) -> None:

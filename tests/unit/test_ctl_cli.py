@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from rfcli.cli.ctl import ctl_app
 from rfcli.config.plan import compile_plan
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import STATE_DB
-from rfcli.store.lock import LOCK_FILE, ExperimentLock
+from rfcli.store.layout import STATE_DB, ExperimentLayout
+from rfcli.store.lock import ExperimentLock
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def folder(tmp_path: Path, run_config: dict[str, Any]) -> Path:
 @pytest.fixture
 def attached(folder: Path) -> Iterator[None]:
     """A `rf run` holds the experiment (but applies nothing while the test runs)."""
-    with ExperimentLock(folder / LOCK_FILE, "rf run"):
+    with ExperimentLock(ExperimentLayout(folder).lock_file, "rf run"):
         yield
 
 
@@ -69,7 +69,9 @@ def test_stop_applies_at_once_and_leaves_mlflow_to_the_next_rf_run(folder: Path)
         assert event.cause == "rf ctl"
         assert [(c.verb, c.run_id) for c in store.deferred_commands()] == [("stop", 1)]
         assert store.pending_commands() == []
-    assert ExperimentLock(folder / LOCK_FILE, "rf run").try_acquire(), "rf ctl let the lock go"
+    assert ExperimentLock(ExperimentLayout(folder).lock_file, "rf run").try_acquire(), (
+        "rf ctl let the lock go"
+    )
 
 
 def test_delete_applies_at_once_and_a_second_delete_is_refused(folder: Path) -> None:
@@ -131,7 +133,7 @@ def test_with_rf_run_attached_commands_queue_and_a_second_delete_is_refused(
 
 
 def test_a_command_left_pending_by_a_rf_run_that_ended_is_applied_by_the_next_rf_ctl(folder: Path) -> None:
-    with ExperimentLock(folder / LOCK_FILE, "rf run"):
+    with ExperimentLock(ExperimentLayout(folder).lock_file, "rf run"):
         assert ctl(folder, "stop", "1", "--wait", "0").exit_code == 0
     assert ctl(folder, "delete", "2").exit_code == 0
     with store_of(folder) as store:

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from rfcli.cli.status import status_command
 from rfcli.config.errors import ConfigError
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import STATE_DB, experiment_folder
+from rfcli.store.experiments import experiment_folder
+from rfcli.store.layout import STATE_DB
 from rfcli.ui.tables import format_time
 
 app = typer.Typer()

@@ -21,7 +21,8 @@ from rfcli.store.database import (
     RecordNotFoundError,
     RunRecord,
 )
-from rfcli.store.experiments import STATE_DB, experiment_folder, experiment_names, find_experiment
+from rfcli.store.experiments import experiment_folder, experiment_names, find_experiment
+from rfcli.store.layout import STATE_DB
 from rfcli.store.states import IllegalMove, RunState
 
 CONFIG = {"trainer": "sft", "training": {"learning_rate": 1e-4, "max_steps": 40}, "lora": {"r": 8}}
