@@ -8,8 +8,10 @@ says so, and MLflow mirrors the store's metrics from the last step it already ho
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier, mirror_command
@@ -17,7 +19,7 @@ from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk
 from rfcli.engine.pool import WorkerPool
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import ExperimentStore, RunRecord
-from rfcli.store.layout import ExperimentLayout
+from rfcli.store.layout import ExperimentLayout, stale_checkpoints
 from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 SCHEDULABLE = ("pending", "ready")
@@ -46,7 +48,8 @@ class Controller:
         self.pool = pool
         self.announce = announce
         self.placement = Placement()
-        self.commands = CommandApplier(store, ExperimentLayout(pool.experiment), self.after_command)
+        self.layout = ExperimentLayout(pool.experiment)
+        self.commands = CommandApplier(store, self.layout, self.after_command)
         self.leaving = False
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
         self.unsynced: set[int] = set()
@@ -151,11 +154,18 @@ class Controller:
         )
         state = "completed" if done.finished else "ready"
         self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
+        self.remove_stale_checkpoints(done.run_id, Path(done.checkpoint))
         if not done.finished:
             self.placement.parked[done.run_id] = (done.worker, done.global_step)
         self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
         self.announce(chunk_line(run, self.store.latest_metrics(run.id), done))
+
+    def remove_stale_checkpoints(self, run_id: int, recorded: Path) -> None:
+        """Only now that the store points to `recorded`: older checkpoints are never needed again."""
+        folder = self.layout.checkpoints(run_id)
+        for stale in stale_checkpoints(folder.iterdir() if folder.is_dir() else [], recorded):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def fail(self, run_id: int, error: str) -> None:
         self.placement.parked.pop(run_id, None)

@@ -18,13 +18,13 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def raced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[tuple[int, str]]]:
-    """Two runs of 8 steps in 2 chunks, `rf run` twice at the same moment: (config file, folder,
+    """Two runs of 8 steps in 4 chunks, `rf run` twice at the same moment: (config file, folder,
     [(exit status, output)])."""
     root = tmp_path_factory.mktemp("raced")
     config = sweep_config(root / "experiments", "raced")
     config["training"]["learning_rate"] = 1.0e-3
     config["training"]["max_steps"] = 8
-    config["num_chunks"] = 2
+    config["num_chunks"] = 4
     path = write_yaml(root / "raced.yaml", config)
     processes: list[subprocess.Popen[str]] = [start_rf("run", path), start_rf("run", path)]
     outcomes = []
@@ -46,13 +46,16 @@ def test_two_rf_run_at_once_train_each_run_once(raced: tuple[Path, Path, list[tu
         runs = store.runs()
         events = store.events(limit=1000)
     assert [(run.id, run.state, run.chunks_done) for run in runs] == [
-        (1, "completed", 2),
-        (2, "completed", 2),
+        (1, "completed", 4),
+        (2, "completed", 4),
     ]
     for run in runs:
         kinds = [event.kind for event in events if event.run_id == run.id]
-        assert kinds.count("running") == 2, f"run {run.id} trained each chunk once: {kinds}"
+        assert kinds.count("running") == 4, f"run {run.id} trained each chunk once: {kinds}"
         assert kinds.count("completed") == 1, f"run {run.id} completed once: {kinds}"
+        kept = sorted(path.name for path in (folder / "runs" / str(run.id) / "checkpoints").iterdir())
+        assert kept == ["checkpoint-6", "checkpoint-8"], "the last two chunk checkpoints"
+        assert run.checkpoint is not None and run.checkpoint.endswith("checkpoint-8")
     assert [event.kind for event in events if event.run_id is None] == ["started"], "one controller"
 
 
