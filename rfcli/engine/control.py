@@ -63,7 +63,10 @@ class CommandApplier:
                 with self.store.transaction():
                     self.store.finish_command(command.id, outcome="refused", error=str(refusal))
                     self.store.add_event(
-                        command.run_id, f"{command.verb} refused", command.cause, str(refusal)
+                        command.run_id if self.store.has_run(command.run_id) else None,
+                        f"{command.verb} refused",
+                        command.cause,
+                        str(refusal),
                     )
                 lines.append(f"{command.verb} run {command.run_id} refused: {refusal}")
             else:

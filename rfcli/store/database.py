@@ -226,6 +226,10 @@ class ExperimentStore:
         assert row is not None
         return int(row["next"])
 
+    def has_run(self, run_id: int) -> bool:
+        with self._lock:
+            return self._has_run(run_id)
+
     def runs(self) -> list[RunRecord]:
         return [_run_record(row) for row in self._read("SELECT * FROM runs ORDER BY id", ())]
 

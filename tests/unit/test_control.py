@@ -152,3 +152,107 @@ def test_the_next_rf_run_mirrors_commands_applied_without_one_to_mlflow(tmp_path
     mirror_deferred(experiment.store, tracker)  # type: ignore[arg-type]
     assert len(tracker.calls) == 3, "mirrored once"
     experiment.store.close()
+
+
+# -- each verb, and each refusal when it is applied ----------------------------------------------
+
+
+def outcome(experiment: Experiment, command_id: int) -> tuple[str | None, str | None]:
+    command = experiment.store.command(command_id)
+    return command.outcome, command.error
+
+
+def test_stop_then_resume(experiment: Experiment) -> None:
+    experiment.add_run(1, "ready", chunks=1)
+    stop = experiment.command("stop", 1)
+    assert experiment.apply() == ["run 1: stopped after chunk 1"]
+    resume = experiment.command("resume", 1)
+    assert experiment.apply() == ["run 1: resumed"]
+    assert outcome(experiment, stop) == outcome(experiment, resume) == ("applied", None)
+    assert experiment.store.run(1).state == "ready"
+    assert experiment.changes == [(1, "stop", "rf ctl"), (1, "resume", "rf ctl")]
+    kinds = [(event.kind, event.cause) for event in experiment.store.events(run_id=1)][:2]
+    assert kinds == [("ready", "rf ctl"), ("stopped", "rf ctl")]
+
+
+def test_a_cold_clone_is_a_pending_run_with_the_parents_config_changed(experiment: Experiment) -> None:
+    experiment.add_run(1, "completed", chunks=2)
+    changed = {**CONFIG, "training": {"learning_rate": 5e-4, "max_steps": 40}}
+    experiment.command("clone", 1, config=changed, overrides=["training.learning_rate=5e-4"])
+    assert experiment.apply() == ["run 2: cloned from run 1"]
+    clone = experiment.store.run(2)
+    assert (clone.state, clone.parent_id, clone.warm_start, clone.config) == ("pending", 1, False, changed)
+    assert clone.name == "2 clone of 1 training.learning_rate=5e-4"
+    assert not (experiment.folder / "runs" / "2").exists()
+
+
+def test_a_warm_clone_starts_ready_from_a_copy_of_the_parents_weights(experiment: Experiment) -> None:
+    experiment.add_run(1, "ready", chunks=2)
+    experiment.command("clone", 1, warm=True, config={**CONFIG, "training": {"max_steps": 80}})
+    assert experiment.apply() == ["run 2: cloned from run 1 with its current weights"]
+    clone = experiment.store.run(2)
+    copied = experiment.folder / "runs" / "2" / "checkpoints" / "checkpoint-20"
+    assert (clone.state, clone.global_step, clone.chunks_done, clone.checkpoint) == (
+        "ready",
+        20,
+        2,
+        str(copied),
+    )
+    assert (copied / "run_2" / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert not (copied / "run_1").exists() and not (copied / "optimizer.pt").exists()
+
+
+def test_stop_and_delete_of_a_run_mid_chunk_wait_for_its_boundary(experiment: Experiment) -> None:
+    experiment.add_run(1, "running", chunks=1)
+    stop = experiment.command("stop", 1)
+    clone = experiment.command("clone", 1)
+    assert experiment.apply(busy=(1,)) == ["run 2: cloned from run 1"]
+    assert experiment.store.command(stop).pending
+    experiment.store.set_state(1, "ready", cause="scheduler")
+    assert experiment.apply() == ["run 1: stopped after chunk 1"]
+    assert outcome(experiment, clone) == ("applied", None)
+
+
+@pytest.mark.parametrize(
+    ("state", "verb", "args", "reason"),
+    [
+        ("stopped", "stop", {}, "run 1 is already stopped"),
+        ("ready", "resume", {}, "run 1 is ready; only a stopped run resumes"),
+        ("completed", "stop", {}, "run 1 is completed"),
+        ("failed", "resume", {}, "run 1 is failed"),
+        ("deleted", "delete", {}, "run 1 is deleted; it can no longer be steered"),
+        ("deleted", "clone", {"warm": True}, "run 1 is deleted; a warm clone needs its weights"),
+        (
+            "pending",
+            "clone",
+            {"warm": True},
+            "run 1 has no finished chunk yet; a warm clone needs its weights",
+        ),
+        ("ready", "clone", {"warm": True}, "run 1 is at step 20 and the clone would stop at 20"),
+        ("ready", "rewind", {}, "unknown command 'rewind'; expected one of stop, resume, delete, clone"),
+    ],
+)
+def test_a_command_that_cannot_apply_is_refused_with_its_reason(
+    experiment: Experiment, state: str, verb: str, args: dict[str, Any], reason: str
+) -> None:
+    experiment.add_run(1, state, chunks=0 if state == "pending" else 2)
+    if verb == "clone":
+        args = {**args, "config": {**CONFIG, "training": {"max_steps": 20}}}
+    command_id = experiment.command(verb, 1, **args)
+    [line] = experiment.apply()
+    assert line.startswith(f"{verb} run 1 refused: {reason}")
+    command_outcome, error = outcome(experiment, command_id)
+    assert command_outcome == "refused" and error is not None and error.startswith(reason)
+    assert [run.id for run in experiment.store.runs()] == [1]
+    refused = experiment.store.events(run_id=1, limit=1)[0]
+    assert (refused.kind, refused.cause) == (f"{verb} refused", "rf ctl")
+    assert experiment.changes == []
+
+
+def test_a_command_for_a_run_the_experiment_does_not_have_is_refused(experiment: Experiment) -> None:
+    experiment.add_run(1)
+    experiment.command("stop", 5)
+    [line] = experiment.apply()
+    assert line == f"stop run 5 refused: no run 5 in {experiment.store.path}: its runs are 1"
+    refused = experiment.store.events(limit=1)[0]
+    assert (refused.run_id, refused.kind) == (None, "stop refused"), "an event of the experiment"

@@ -11,17 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from rfcli.cli.ctl import ctl_app
-from rfcli.config.plan import compile_plan
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import STATE_DB, ExperimentLayout
 from rfcli.store.lock import ExperimentLock
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def run_config() -> dict[str, Any]:
-    return compile_plan(Path("configs/quickstart.yaml"), []).runs[0].raw
 
 
 @pytest.fixture
