@@ -90,8 +90,11 @@ class Controller:
         mirror_command(self.tracker, run, verb, cause)
 
     def recover(self) -> None:
-        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk."""
+        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk; a deleted
+        run's checkpoints, left by a kill between the delete and their removal, go."""
         for run in self.store.runs():
+            if run.state == "deleted":
+                shutil.rmtree(self.layout.run_folder(run.id), ignore_errors=True)
             if run.state == "running":
                 self.store.set_state(run.id, "ready", cause="recovery", detail="rf run restarted")
                 self.announce(f"run {run.id}: resumes from chunk {run.chunks_done} (step {run.global_step})")
