@@ -46,11 +46,10 @@ def run_command(
         preflight_data(run_plan)
         folder.mkdir(parents=True, exist_ok=True)
         lock.acquire()
+        train(run_plan, workers, console)
     except ExperimentBusy as busy:
         typer.echo(f"error: {busy}", err=True)
         raise typer.Exit(2) from None
-    try:
-        train(run_plan, workers, console)
     finally:
         lock.release()
 

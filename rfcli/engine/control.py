@@ -39,7 +39,7 @@ class CommandApplier:
         self.on_change = on_change
         """Called with (run, verb, cause) after a command changed a run, for what lives outside
         the store: a worker's parked state, the MLflow run. None without a controller: the store
-        keeps the command for the next controller's `on_change`."""
+        keeps the command, and the next `rf run` mirrors it to MLflow (`mirror_deferred`)."""
 
     def apply_pending(self, busy: Collection[int]) -> list[str]:
         """Apply every pending command whose run is not mid-chunk; one line per outcome.

@@ -53,7 +53,9 @@ def test_two_rf_run_at_once_train_each_run_once(raced: tuple[Path, Path, list[tu
         kinds = [event.kind for event in events if event.run_id == run.id]
         assert kinds.count("running") == 4, f"run {run.id} trained each chunk once: {kinds}"
         assert kinds.count("completed") == 1, f"run {run.id} completed once: {kinds}"
-        kept = sorted(path.name for path in (folder / "runs" / str(run.id) / "checkpoints").iterdir())
+        kept = sorted(
+            path.name for path in (folder / "runs" / str(run.id) / "checkpoints").glob("checkpoint-*")
+        )
         assert kept == ["checkpoint-6", "checkpoint-8"], "the last two chunk checkpoints"
         assert run.checkpoint is not None and run.checkpoint.endswith("checkpoint-8")
     assert [event.kind for event in events if event.run_id is None] == ["started"], "one controller"
