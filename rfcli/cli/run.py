@@ -31,27 +31,30 @@ def run_command(
     chunk. Ctrl-C stops at once; the chunks in flight are trained again on the next `rf run`.
     """
     from rfcli.config.plan import compile_plan
-    from rfcli.engine.experiment import plan_folder, preflight_data
+    from rfcli.engine.experiment import named_folder, plan_folder, preflight_data
     from rfcli.store.layout import ExperimentLayout
     from rfcli.store.lock import ExperimentBusy, ExperimentLock
     from rfcli.ui.tables import output_console
 
     console = output_console()
-    run_plan = compile_plan(config, overrides or [])
-    folder = plan_folder(run_plan)
-    lock = ExperimentLock(ExperimentLayout(folder).lock_file, "rf run")
+    named = named_folder(config, overrides or [])
+    lock = ExperimentLock(ExperimentLayout(named).lock_file, "rf run") if named is not None else None
     try:
-        if folder.is_dir():
-            lock.acquire()  # a second `rf run` is refused before it loads any data
-        preflight_data(run_plan)
+        if lock is not None and lock.path.parent.is_dir():
+            lock.acquire()  # a second `rf run` is refused before its plan compiles or data loads
+        run_plan = compile_plan(config, overrides or [])
+        folder = plan_folder(run_plan)
+        preflight_data(run_plan)  # before the folder is made: bad data leaves nothing behind
         folder.mkdir(parents=True, exist_ok=True)
+        lock = lock or ExperimentLock(ExperimentLayout(folder).lock_file, "rf run")
         lock.acquire()
         train(run_plan, workers, console)
     except ExperimentBusy as busy:
         typer.echo(f"error: {busy}", err=True)
         raise typer.Exit(2) from None
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:

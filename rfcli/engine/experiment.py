@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from rfcli.config.errors import ConfigError
+from rfcli.config.loader import load_raw_config
 from rfcli.config.plan import RunPlan
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import experiment_folder
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder
 from rfcli.store.layout import ExperimentLayout
 from rfcli.tracking.mlflow_tracker import MlflowTracker, remember_tracking_uri, tracking_uri_for
 
@@ -27,6 +28,20 @@ class Experiment:
         """A run left to train, or a command waiting (a resume, a clone) that may give one."""
         unfinished = any(run.state in ("pending", "ready", "running") for run in self.store.runs())
         return unfinished or bool(self.store.pending_commands())
+
+
+def named_folder(path: Path, overrides: list[str]) -> Path | None:
+    """The experiment folder a file names, read in milliseconds, before its plan is compiled
+    (seconds: TRL's config classes check every run); None when the file cannot say, and
+    `compile_plan` reports why."""
+    try:
+        raw = load_raw_config(path, overrides)
+        name, experiments_dir = raw.get("name"), raw.get("experiments_dir", str(DEFAULT_EXPERIMENTS_DIR))
+        if isinstance(name, str) and isinstance(experiments_dir, str):
+            return experiment_folder(Path(experiments_dir), name)
+    except ConfigError:
+        pass
+    return None
 
 
 def plan_folder(run_plan: RunPlan) -> Path:
