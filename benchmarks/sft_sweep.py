@@ -228,7 +228,8 @@ seed: {SEED}
 
 def run_rf(steps: int, num_chunks: int, out: Path) -> dict[str, Any]:
     from rfcli.store.database import ExperimentStore
-    from rfcli.store.experiments import STATE_DB, experiment_folder
+    from rfcli.store.experiments import experiment_folder
+    from rfcli.store.layout import STATE_DB
 
     config_path = out / "sft-sweep-bench.yaml"
     config_path.write_text(rf_config(steps, num_chunks))

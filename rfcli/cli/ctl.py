@@ -1,26 +1,31 @@
 """`rf ctl stop|resume|delete|clone RUN_ID`: steer the runs of an experiment from any terminal.
 
-The command goes into the experiment's store; `rf run` applies it at the run's next chunk
-boundary (at once for a run that is not training) and records who asked.
+The command goes into the experiment's store. While `rf run` trains the experiment, it applies
+the command at the run's next chunk boundary (at once for a run that is not training); with no
+`rf run` attached, `rf ctl` takes the experiment's lock and applies it itself, at once. A command
+that cannot apply is refused with exit status 2.
 """
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
 import typer
 
 from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.cli.plan import OverridesArgument
-from rfcli.store.database import ExperimentStore, RunRecord
-from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
+from rfcli.engine.commands import CommandRefused, submit
+from rfcli.store.database import CommandRecord, ExperimentStore
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
+from rfcli.store.layout import ExperimentLayout
+from rfcli.store.lock import ExperimentLock
 
 ctl_app = typer.Typer(
     name="ctl",
-    help="Stop, resume, delete or clone a run of an experiment while `rf run` trains it.",
+    help="Stop, resume, delete or clone a run of an experiment, while `rf run` trains it or not.",
     no_args_is_help=True,
 )
 
@@ -37,7 +42,7 @@ def stop_command(
     wait: WaitOption = 3.0,
 ) -> None:
     """Stop a run after the chunk it is on; its state is kept for `rf ctl resume`."""
-    submit("stop", run_id, {}, experiment, experiments_dir, wait)
+    send("stop", run_id, experiment, experiments_dir, wait)
 
 
 @ctl_app.command("resume")
@@ -48,7 +53,7 @@ def resume_command(
     wait: WaitOption = 3.0,
 ) -> None:
     """Return a stopped run to the schedule at its next chunk."""
-    submit("resume", run_id, {}, experiment, experiments_dir, wait)
+    send("resume", run_id, experiment, experiments_dir, wait)
 
 
 @ctl_app.command("delete")
@@ -59,7 +64,7 @@ def delete_command(
     wait: WaitOption = 3.0,
 ) -> None:
     """Stop a run and remove its checkpoints; it can no longer be resumed or cloned warm."""
-    submit("delete", run_id, {}, experiment, experiments_dir, wait)
+    send("delete", run_id, experiment, experiments_dir, wait)
 
 
 @ctl_app.command("clone")
@@ -74,60 +79,57 @@ def clone_command(
     wait: WaitOption = 3.0,
 ) -> None:
     """A new run from RUN_ID's config with the given key=value changes (validated like a plan)."""
-    folder = find_experiment(experiment, search_dir=experiments_dir)
-    from rfcli.config.clone import clone_config
-
-    with ExperimentStore(folder / STATE_DB) as store:
-        parent = store.run(run_id)
-    refuse_if_final("clone", parent, warm)  # before the seconds a clone's validation takes
-    config = clone_config(
-        parent.config, parent.max_steps, overrides or [], parent.global_step if warm else None
-    )
-    args = {"config": config, "overrides": overrides or [], "warm": warm}
-    submit("clone", run_id, args, experiment, experiments_dir, wait)
+    send("clone", run_id, experiment, experiments_dir, wait, overrides or [], warm)
 
 
-def submit(
-    verb: str, run_id: int, args: dict[str, Any], experiment: str | None, folder_dir: Path, wait: float
+def send(
+    verb: str,
+    run_id: int,
+    experiment: str | None,
+    experiments_dir: Path,
+    wait: float,
+    overrides: Sequence[str] = (),
+    warm: bool = False,
 ) -> None:
-    folder = find_experiment(experiment, search_dir=folder_dir)
-    with ExperimentStore(folder / STATE_DB) as store:
-        refuse_if_final(verb, store.run(run_id), bool(args.get("warm")))
-        command_id = store.add_command(verb, run_id, args, cause=CAUSE)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            command = store.command(command_id)
-            if command.outcome == "applied":
-                typer.echo(f"{verb} run {run_id}: applied")
-                return
-            if command.outcome == "refused":
-                typer.echo(f"{verb} run {run_id}: refused: {command.error}", err=True)
-                raise typer.Exit(1)
-            time.sleep(0.1)
-        if controller_running(store):
-            typer.echo(f"{verb} run {run_id}: queued; it applies when run {run_id}'s chunk in flight ends")
-        else:
-            typer.echo(
-                f"{verb} run {run_id}: queued; `rf run` is not running, it applies when rf run resumes"
-            )
+    layout = ExperimentLayout(find_experiment(experiment, search_dir=experiments_dir))
+    with ExperimentStore(layout.state_db) as store:
+        try:
+            command_id = submit(store, verb, run_id, cause=CAUSE, overrides=overrides, warm=warm)
+        except CommandRefused as refusal:
+            refuse(verb, run_id, str(refusal))
+        command = outcome(store, layout, command_id, wait)
+    if command.outcome == "applied":
+        typer.echo(f"{verb} run {run_id}: applied")
+    elif command.outcome == "refused":
+        refuse(verb, run_id, command.error or "")
+    else:
+        typer.echo(
+            f"{verb} run {run_id}: queued; `rf run` applies it when run {run_id}'s chunk in flight ends"
+        )
 
 
-def refuse_if_final(verb: str, run: RunRecord, warm: bool) -> None:
-    """A command that can never apply (the run ended for good) is refused at once, not queued."""
-    from rfcli.engine.control import final_refusal
+def outcome(store: ExperimentStore, layout: ExperimentLayout, command_id: int, wait: float) -> CommandRecord:
+    """The command once applied or refused, or still pending after `wait` seconds of a busy
+    `rf run`. Whenever no `rf run` holds the experiment, apply every pending command here."""
+    from rfcli.engine.control import CommandApplier
 
-    refusal = final_refusal(verb, run, warm)
-    if refusal is not None:
-        typer.echo(f"{verb} run {run.id}: refused: {refusal}", err=True)
-        raise typer.Exit(1)
+    lock = ExperimentLock(layout.lock_file, CAUSE)
+    deadline = time.monotonic() + wait
+    while True:
+        command = store.command(command_id)
+        if not command.pending:
+            return command
+        if lock.try_acquire():
+            try:
+                CommandApplier(store, layout, on_change=None).apply_pending(busy=())
+            finally:
+                lock.release()
+            continue
+        if time.monotonic() >= deadline:
+            return command
+        time.sleep(0.1)
 
 
-def controller_running(store: ExperimentStore) -> bool:
-    pid = store.get_meta("controller_pid")
-    if pid is None:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True
+def refuse(verb: str, run_id: int, reason: str) -> NoReturn:
+    typer.echo(f"{verb} run {run_id}: refused: {reason}", err=True)
+    raise typer.Exit(2)

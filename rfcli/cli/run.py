@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from rfcli.cli.plan import ConfigArgument, OverridesArgument
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rfcli.config.plan import RunPlan
 
 WorkersOption = Annotated[
     int | None,
@@ -26,17 +31,41 @@ def run_command(
     chunk. Ctrl-C stops at once; the chunks in flight are trained again on the next `rf run`.
     """
     from rfcli.config.plan import compile_plan
+    from rfcli.engine.experiment import make_folder, named_folder
+    from rfcli.engine.preflight import check_inputs
+    from rfcli.store.layout import ExperimentLayout
+    from rfcli.store.lock import ExperimentLock
+    from rfcli.ui.tables import output_console
+
+    console = output_console()
+    named = named_folder(config, overrides or [])
+    lock = ExperimentLock(ExperimentLayout(named).lock_file, "rf run") if named is not None else None
+    try:
+        if lock is not None and lock.path.parent.is_dir():
+            lock.acquire()  # a second `rf run` is refused before its plan compiles or data loads
+        run_plan = compile_plan(config, overrides or [])
+        check_inputs(run_plan)  # before the folder is made: a bad input leaves nothing behind
+        folder = make_folder(run_plan)
+        if lock is None or not lock.held:
+            lock = ExperimentLock(ExperimentLayout(folder).lock_file, "rf run")
+            lock.acquire()
+        train(run_plan, workers, console)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
+    """Open the experiment (this process holds its lock) and train until no run can go on."""
+    from rfcli.engine.control import mirror_deferred
     from rfcli.engine.controller import Controller
     from rfcli.engine.experiment import open_experiment
     from rfcli.engine.pool import WorkerPool, visible_devices
-    from rfcli.engine.preflight import check_inputs
     from rfcli.ui.live import LiveView
-    from rfcli.ui.tables import experiment_view, output_console
+    from rfcli.ui.tables import experiment_view
 
-    console = output_console()
-    run_plan = compile_plan(config, overrides or [])
-    check_inputs(run_plan)
     experiment = open_experiment(run_plan)
+    mirror_deferred(experiment.store, experiment.tracker)
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():
         console.print(experiment_view(experiment.store, experiment.folder))

@@ -16,7 +16,8 @@ import typer
 
 from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.store.database import EventRecord, ExperimentStore, RunRecord
-from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
+from rfcli.store.layout import ExperimentLayout
 from rfcli.ui.tables import RECENT_EVENTS, notable_events, output_console, status_view
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print runs and recent events as JSON.")]
@@ -29,7 +30,7 @@ def status_command(
 ) -> None:
     """Show every run of an experiment: state, chunk progress, step, latest losses, recent events."""
     folder = find_experiment(experiment, search_dir=experiments_dir)
-    with ExperimentStore(folder / STATE_DB) as store:
+    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
         runs = store.runs()
         latest = {run.id: store.latest_metrics(run.id) for run in runs}
         events = notable_events(store, RECENT_EVENTS)

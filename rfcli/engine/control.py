@@ -1,10 +1,13 @@
-"""Commands that steer runs (stop, resume, delete, clone), as the controller applies them.
+"""Commands that steer runs (stop, resume, delete, clone), as they are applied.
 
-`rf ctl` and the live table's keys only write commands into the store; the controller applies
-them here, between chunks: a command for a run that is training waits in the store until that
-run's chunk is recorded, and any other takes effect at the controller's next turn (a fraction of
-a second). Each applied command changes state through the store, which records the event and its
-cause; a refused command says why.
+`rf ctl` and the live table's keys write commands into the store (`commands.py`); whoever holds the
+experiment's lock applies them here. The controller of `rf run` does so between chunks: a command
+for a run that is training waits until that run's chunk is recorded, any other takes effect at the
+controller's next turn (a fraction of a second). With no `rf run` attached, `rf ctl` takes the lock
+and applies them at once; what the controller would also do outside the store (tag and end the
+MLflow run) is left for the next `rf run`, which reads it back from the store when it attaches.
+Each applied command changes state through the store, which records the event and its cause; a
+refused command says why.
 """
 
 from __future__ import annotations
@@ -12,56 +15,65 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rfcli.config.plan import config_fingerprint
+from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
+from rfcli.store.layout import ExperimentLayout, adapter_name
+from rfcli.store.states import IllegalMove
 
-VERBS = ("stop", "resume", "delete", "clone")
-
-
-class CommandRefused(Exception):
-    """The command cannot apply to the run as it is; the message says why."""
-
-
-def final_refusal(verb: str, run: RunRecord, warm: bool = False) -> str | None:
-    """Why `verb` can never apply to `run` (it ended for good), or None: `rf ctl` says so at once."""
-    if run.state == "deleted" and (verb != "clone" or warm):
-        what = "a warm clone needs its weights" if verb == "clone" else "it can no longer be steered"
-        return f"run {run.id} is deleted; {what}"
-    if run.state in ("completed", "failed") and verb in ("stop", "resume"):
-        return f"run {run.id} is {run.state}"
-    return None
+if TYPE_CHECKING:
+    from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 
 class CommandApplier:
     def __init__(
         self,
         store: ExperimentStore,
-        folder: Path,
-        on_change: Callable[[RunRecord, str, str], None],
+        layout: ExperimentLayout,
+        on_change: Callable[[RunRecord, str, str], None] | None,
     ) -> None:
         self.store = store
-        self.folder = folder
+        self.layout = layout
         self.on_change = on_change
         """Called with (run, verb, cause) after a command changed a run, for what lives outside
-        the store: a worker's parked state, the MLflow run."""
+        the store: a worker's parked state, the MLflow run. None without a controller: the store
+        keeps the command, and the next `rf run` mirrors it to MLflow (`mirror_deferred`)."""
 
     def apply_pending(self, busy: Collection[int]) -> list[str]:
-        """Apply every pending command whose run is not mid-chunk; one line per outcome."""
+        """Apply every pending command whose run is not mid-chunk; one line per outcome.
+
+        A command's changes to the store and its outcome commit in one transaction: a kill in
+        between leaves it pending, with nothing of it applied, and it applies once on the next turn.
+        Files follow the store: a warm clone's checkpoint is copied before (a leftover copy is
+        replaced next time), a deleted run's checkpoints are removed after.
+        """
         lines = []
         for command in self.store.pending_commands():
             if command.run_id in busy and command.verb in ("stop", "delete"):
                 continue  # takes effect at that run's chunk boundary
             try:
-                line = self.apply(command)
-            except CommandRefused as refusal:
-                self.store.finish_command(command.id, outcome="refused", error=str(refusal))
-                self.store.add_event(command.run_id, f"{command.verb} refused", command.cause, str(refusal))
+                with self.store.transaction():
+                    line = self.apply(command)
+                    self.store.finish_command(command.id, outcome="applied")
+                    if self.on_change is None:
+                        self.store.defer_to_controller(command.id)
+            except (CommandRefused, IllegalMove) as refusal:
+                with self.store.transaction():
+                    self.store.finish_command(command.id, outcome="refused", error=str(refusal))
+                    self.store.add_event(
+                        command.run_id if self.store.has_run(command.run_id) else None,
+                        f"{command.verb} refused",
+                        command.cause,
+                        str(refusal),
+                    )
                 lines.append(f"{command.verb} run {command.run_id} refused: {refusal}")
             else:
-                self.store.finish_command(command.id, outcome="applied")
-                self.on_change(self.store.run(command.run_id), command.verb, command.cause)
+                if command.verb == "delete":
+                    shutil.rmtree(self.layout.run_folder(command.run_id), ignore_errors=True)
+                if self.on_change is not None:
+                    self.on_change(self.store.run(command.run_id), command.verb, command.cause)
                 lines.append(line)
         return lines
 
@@ -86,7 +98,6 @@ class CommandApplier:
             return f"run {run.id}: resumed"
         if command.verb == "delete":
             self.store.set_state(run.id, "deleted", cause=cause)
-            shutil.rmtree(self.folder / "runs" / str(run.id), ignore_errors=True)
             return f"run {run.id}: deleted, checkpoints removed"
         if command.verb == "clone":
             return self.clone(run, command.args, cause)
@@ -105,7 +116,11 @@ class CommandApplier:
                 f"run {parent.id} is at step {parent.global_step} and the clone would stop at {max_steps}; "
                 f"give training.max_steps above {parent.global_step} to train further"
             )
-        run_id = self.store.next_run_id()
+        run_id = self.store.next_run_id()  # only the lock's holder adds runs
+        checkpoint = None
+        if warm:
+            assert parent.checkpoint is not None
+            checkpoint = warm_start_checkpoint(Path(parent.checkpoint), parent.id, self.layout, run_id)
         overrides = " ".join(args.get("overrides", []))
         name = (
             f"{run_id} clone of {parent.id}"
@@ -121,9 +136,7 @@ class CommandApplier:
             warm_start=warm,
             cause=cause,
         )
-        if warm:
-            assert parent.checkpoint is not None
-            checkpoint = warm_start_checkpoint(Path(parent.checkpoint), parent.id, self.folder, run_id)
+        if checkpoint is not None:
             self.store.record_chunk(
                 run_id,
                 chunks_done=parent.chunks_done,
@@ -137,15 +150,31 @@ class CommandApplier:
         return f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
 
 
-def warm_start_checkpoint(source: Path, parent_id: int, folder: Path, run_id: int) -> Path:
+def warm_start_checkpoint(source: Path, parent_id: int, layout: ExperimentLayout, run_id: int) -> Path:
     """A copy of the parent's checkpoint for the clone: its weights (the adapter renamed to the
     clone's), its step and RNG, but no optimizer or scheduler state, so the clone's own learning
     rate and schedule apply from that step on."""
-    from rfcli.trainers.host import adapter_name
-
-    target = folder / "runs" / str(run_id) / "checkpoints" / source.name
+    target = layout.checkpoints(run_id) / source.name
+    shutil.rmtree(target, ignore_errors=True)  # left by a clone whose store change did not commit
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt"))
     parent_adapter = target / adapter_name(parent_id)
     if parent_adapter.is_dir():
         parent_adapter.rename(target / adapter_name(run_id))
     return target
+
+
+def mirror_command(tracker: MlflowTracker, run: RunRecord, verb: str, cause: str) -> None:
+    """What MLflow shows of an applied command: the run's state and who asked; a deleted run ends."""
+    if run.mlflow_run_id is None or verb == "clone":
+        return
+    tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
+    if verb == "delete":
+        tracker.end_run(run.mlflow_run_id, "KILLED")
+
+
+def mirror_deferred(store: ExperimentStore, tracker: MlflowTracker) -> None:
+    """Commands `rf ctl` applied while no `rf run` was attached reach MLflow once, when one attaches."""
+    deferred = store.deferred_commands()
+    for command in deferred:
+        mirror_command(tracker, store.run(command.run_id), command.verb, command.cause)
+    store.settle_deferred([command.id for command in deferred])

@@ -8,16 +8,18 @@ says so, and MLflow mirrors the store's metrics from the last step it already ho
 from __future__ import annotations
 
 import dataclasses
-import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rfcli.config.plan import flatten, to_typed_config
-from rfcli.engine.control import CommandApplier
+from rfcli.engine.control import CommandApplier, mirror_command
 from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import ExperimentStore, RunRecord
+from rfcli.store.layout import ExperimentLayout, stale_checkpoints
 from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 SCHEDULABLE = ("pending", "ready")
@@ -46,7 +48,8 @@ class Controller:
         self.pool = pool
         self.announce = announce
         self.placement = Placement()
-        self.commands = CommandApplier(store, pool.experiment, self.after_command)
+        self.layout = ExperimentLayout(pool.experiment)
+        self.commands = CommandApplier(store, self.layout, self.after_command)
         self.leaving = False
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
         self.unsynced: set[int] = set()
@@ -54,7 +57,6 @@ class Controller:
 
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
-        self.store.set_meta("controller_pid", str(os.getpid()))
         self.store.add_event(None, "started", cause="rf run", detail=f"{len(self.pool.workers)} worker(s)")
         self.recover()
         self.steer_and_dispatch()  # commands that came while rf run was away may give it work
@@ -81,19 +83,18 @@ class Controller:
         return bool(self.placement.busy) or any(run.state in SCHEDULABLE for run in self.store.runs())
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
-        if run.mlflow_run_id is not None and verb in ("stop", "resume"):
-            self.tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
         if verb == "delete":
             parked = self.placement.parked.pop(run.id, None)
             if parked is not None:
                 self.pool.send(parked[0], ReleaseRun(run.id))
-            if run.mlflow_run_id is not None:
-                self.tracker.set_tags(run.mlflow_run_id, {"rf.state": "deleted", "rf.delete_cause": cause})
-                self.end_mlflow_run(run)
+        mirror_command(self.tracker, run, verb, cause)
 
     def recover(self) -> None:
-        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk."""
+        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk; a deleted
+        run's checkpoints, left by a kill between the delete and their removal, go."""
         for run in self.store.runs():
+            if run.state == "deleted":
+                shutil.rmtree(self.layout.run_folder(run.id), ignore_errors=True)
             if run.state == "running":
                 self.store.set_state(run.id, "ready", cause="recovery", detail="rf run restarted")
                 self.announce(f"run {run.id}: resumes from chunk {run.chunks_done} (step {run.global_step})")
@@ -156,11 +157,18 @@ class Controller:
         )
         state = "completed" if done.finished else "ready"
         self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
+        self.remove_stale_checkpoints(done.run_id, Path(done.checkpoint))
         if not done.finished:
             self.placement.parked[done.run_id] = (done.worker, done.global_step)
         self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
         self.announce(chunk_line(run, self.store.latest_metrics(run.id), done))
+
+    def remove_stale_checkpoints(self, run_id: int, recorded: Path) -> None:
+        """Only now that the store points to `recorded`: older checkpoints are never needed again."""
+        folder = self.layout.checkpoints(run_id)
+        for stale in stale_checkpoints(folder.iterdir() if folder.is_dir() else [], recorded):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def fail(self, run_id: int, error: str) -> None:
         self.placement.parked.pop(run_id, None)

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from rfcli.config.errors import ConfigError
+from rfcli.config.loader import load_raw_config
 from rfcli.config.plan import RunPlan
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import STATE_DB, experiment_folder
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder
+from rfcli.store.layout import ExperimentLayout
 from rfcli.tracking.mlflow_tracker import MlflowTracker, remember_tracking_uri, tracking_uri_for
 
 RUN_NAME_LIMIT = 80
@@ -28,13 +30,32 @@ class Experiment:
         return unfinished or bool(self.store.pending_commands())
 
 
-def open_experiment(run_plan: RunPlan) -> Experiment:
-    """Create the experiment's folder and runs, or reopen it when the same plan ran before."""
+def named_folder(path: Path, overrides: list[str]) -> Path | None:
+    """The experiment folder a file names, read in milliseconds, before its plan is compiled
+    (seconds: TRL's config classes check every run); None when the file cannot say, and
+    `compile_plan` reports why."""
+    try:
+        raw = load_raw_config(path, overrides)
+        name, experiments_dir = raw.get("name"), raw.get("experiments_dir", str(DEFAULT_EXPERIMENTS_DIR))
+        if isinstance(name, str) and isinstance(experiments_dir, str):
+            return experiment_folder(Path(experiments_dir), name)
+    except ConfigError:
+        pass
+    return None
+
+
+def plan_folder(run_plan: RunPlan) -> Path:
+    """The folder of the plan's experiment (which may not exist yet)."""
     first = run_plan.runs[0].config
     try:
-        folder = experiment_folder(Path(first.experiments_dir), first.name)
+        return experiment_folder(Path(first.experiments_dir), first.name)
     except ConfigError as error:
         raise error.located(run_plan.source) from None
+
+
+def make_folder(run_plan: RunPlan) -> Path:
+    """Create the plan's experiment folder (once its inputs are checked); a bad place is the user's error."""
+    folder = plan_folder(run_plan)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # experiments_dir is a file, or a folder rf may not write to
@@ -43,9 +64,17 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
             source=run_plan.source,
             key="experiments_dir",
         ) from None
+    return folder
+
+
+def open_experiment(run_plan: RunPlan) -> Experiment:
+    """Create the experiment's folder and runs, or reopen it when the same plan ran before."""
+    first = run_plan.runs[0].config
+    folder = plan_folder(run_plan)
+    folder.mkdir(parents=True, exist_ok=True)
     if first.tracking_uri:
         remember_tracking_uri(folder, first.tracking_uri)
-    store = ExperimentStore(folder / STATE_DB)
+    store = ExperimentStore(ExperimentLayout(folder).state_db)
     existing = {run.id: run for run in store.runs()}
     if existing:
         check_same_plan(run_plan, existing, folder)

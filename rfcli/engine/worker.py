@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, Shutdown, TrainChunk, WorkerReply
+from rfcli.store.layout import ExperimentLayout
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
     from rfcli.config.schema import ExperimentConfig
     from rfcli.trainers.host import ModelHost
     from rfcli.trainers.session import RunSession
-
-
-def run_folder(experiment: Path, run_id: int) -> Path:
-    return experiment / "runs" / str(run_id)
 
 
 def worker_main(
@@ -83,7 +80,7 @@ class Worker:
         from rfcli.trainers.host import ModelHost
 
         self.worker_id = worker_id
-        self.experiment = experiment
+        self.layout = ExperimentLayout(experiment)
         self.host: ModelHost = ModelHost()
         self.sessions: dict[int, RunSession] = {}
         self._data: dict[str, tuple[Dataset, Dataset | None]] = {}
@@ -129,9 +126,14 @@ class Worker:
         config = to_typed_config(order.config)
         train, evaluation = self._datasets(config)
         model, activate = self.host.model_for_run(order.run_id, config)
-        output_dir = run_folder(self.experiment, order.run_id) / "checkpoints"
         trainer = build_trainer(
-            config, model, self.host.tokenizer(config.model), train, evaluation, str(output_dir)
+            config,
+            model,
+            self.host.tokenizer(config.model),
+            train,
+            evaluation,
+            str(self.layout.checkpoints(order.run_id)),
+            reference_folder=self.layout.reference_logps,
         )
         session = RunSession(trainer, config.num_chunks, activate, resume_from=order.checkpoint)
         self.sessions[order.run_id] = session

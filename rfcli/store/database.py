@@ -19,10 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-RUN_STATES = ("pending", "running", "ready", "completed", "stopped", "failed", "deleted")
+from rfcli.store.states import RunState, check_move, run_state
+
+RUN_STATES = tuple(state.value for state in RunState)
 COMMAND_OUTCOMES = ("applied", "refused")
 SCHEMA_VERSION = 1  # kept in SQLite's own `PRAGMA user_version`
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's transaction to end
+DEFERRED_KEY = "deferred_commands"  # in meta: applied commands the next controller still mirrors
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -90,7 +93,7 @@ class RecordNotFoundError(KeyError):
 class RunRecord:
     id: int
     name: str
-    state: str
+    state: RunState
     config: dict[str, Any]
     fingerprint: str
     parent_id: int | None
@@ -155,6 +158,7 @@ class ExperimentStore:
         )
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()  # one transaction at a time on this shared connection
+        self._batched = False  # inside `transaction()`: writes join it instead of committing
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -179,8 +183,8 @@ class ExperimentStore:
     # -- meta ---------------------------------------------------------------------------------
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._transaction():
+            self._set_meta_value(key, value)
 
     def get_meta(self, key: str) -> str | None:
         row = self._read_one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -222,6 +226,10 @@ class ExperimentStore:
         assert row is not None
         return int(row["next"])
 
+    def has_run(self, run_id: int) -> bool:
+        with self._lock:
+            return self._has_run(run_id)
+
     def runs(self) -> list[RunRecord]:
         return [_run_record(row) for row in self._read("SELECT * FROM runs ORDER BY id", ())]
 
@@ -241,23 +249,27 @@ class ExperimentStore:
         worker: int | None = None,
         error: str | None = None,
     ) -> None:
-        """Move a run to `state` and record the event, in one transaction.
+        """Move a run to `state` and record the event, in one transaction; IllegalMove when the
+        run's state machine (`states.py`) does not allow it.
 
         `worker` and `error` describe the run as it is now, so each call replaces both: a run
         leaving a worker gets worker None, a failed run resumed by a person loses its error.
         The event's detail is `detail`, or the error when no detail is given.
         """
-        if state not in RUN_STATES:
-            raise ValueError(f"unknown run state '{state}'; a run is one of: {', '.join(RUN_STATES)}")
+        target = run_state(state)
         now = time.time()
         with self._transaction() as db:
+            row = db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._run_not_found(run_id)
+            check_move(run_id, RunState(row["state"]), target)
             self._update_run(
                 db,
                 run_id,
                 "state = ?, worker = ?, error = ?, updated_at = ?",
-                (state, worker, error, now),
+                (target.value, worker, error, now),
             )
-            self._insert_event(run_id, state, cause, detail if detail is not None else error, now)
+            self._insert_event(run_id, target.value, cause, detail if detail is not None else error, now)
 
     def set_plan_totals(self, run_id: int, total_chunks: int, max_steps: int) -> None:
         with self._transaction() as db:
@@ -370,6 +382,23 @@ class ExperimentStore:
                     raise RecordNotFoundError(f"no command {command_id} in {self.path}")
                 raise ValueError(f"command {command_id} was already {row['outcome']}")
 
+    def defer_to_controller(self, command_id: int) -> None:
+        """An applied command whose effects outside the store (MLflow) are left for the next
+        controller: `rf ctl` applied it with no `rf run` attached."""
+        with self._transaction():
+            deferred = self._deferred_ids()
+            self._set_meta_value(DEFERRED_KEY, json.dumps([*deferred, command_id]))
+
+    def deferred_commands(self) -> list[CommandRecord]:
+        """The commands `defer_to_controller` kept, oldest first."""
+        return [self.command(command_id) for command_id in self._deferred_ids()]
+
+    def settle_deferred(self, command_ids: list[int]) -> None:
+        """The next controller has carried these out."""
+        with self._transaction():
+            left = [command_id for command_id in self._deferred_ids() if command_id not in command_ids]
+            self._set_meta_value(DEFERRED_KEY, json.dumps(left))
+
     def command(self, command_id: int) -> CommandRecord:
         row = self._read_one("SELECT * FROM commands WHERE id = ?", (command_id,))
         if row is None:
@@ -379,13 +408,42 @@ class ExperimentStore:
     # -- internals ----------------------------------------------------------------------------
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The writes made inside commit together or not at all: a command's effect and its
+        'applied' mark, so a kill between them cannot apply the command twice.
+
+        The write lock is taken at the first write, so reads and file copies before it do not
+        hold other processes' writes up.
+        """
+        with self._lock:
+            if self._batched:
+                raise RuntimeError("transactions do not nest")
+            self._batched = True
+            try:
+                yield
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._batched = False
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database's write lock from its first statement.
+        """A write transaction holding the database's write lock from its first statement
+        (inside `transaction()`, part of that one).
 
         IMMEDIATE, not the default DEFERRED: a deferred transaction that reads and then writes
         can fail at once with "database is locked" instead of waiting for the busy timeout.
         """
         with self._lock:
+            if self._batched:
+                if not self._db.in_transaction:
+                    self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -417,6 +475,13 @@ class ExperimentStore:
             for statement in _SCHEMA:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _set_meta_value(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _deferred_ids(self) -> list[int]:
+        stored = self.get_meta(DEFERRED_KEY)
+        return [int(command_id) for command_id in json.loads(stored)] if stored else []
 
     def _has_run(self, run_id: int) -> bool:
         return self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -454,6 +519,7 @@ def _run_record(row: sqlite3.Row) -> RunRecord:
     fields = dict(row)
     fields["config"] = json.loads(fields["config"])
     fields["warm_start"] = bool(fields["warm_start"])
+    fields["state"] = RunState(fields["state"])
     return RunRecord(**fields)
 
 

@@ -1,4 +1,5 @@
-"""Where experiments live: one folder each, `<experiments dir>/<name>/`, holding its `state.db`."""
+"""Where experiments live: one folder each, `<experiments dir>/<name>/`, holding its `state.db`
+(what else is in that folder: `layout.py`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from pathlib import Path
 
 from rfcli.config.errors import ConfigError, did_you_mean
 from rfcli.errors import NotFoundError
+from rfcli.store.layout import STATE_DB, ExperimentLayout
 
-STATE_DB = "state.db"
 DEFAULT_EXPERIMENTS_DIR = Path("rf-experiments")
 
 
@@ -25,7 +26,9 @@ def experiment_names(search_dir: Path = DEFAULT_EXPERIMENTS_DIR) -> list[str]:
     """Names of the experiments under `search_dir` (folders holding a state store), sorted."""
     if not Path(search_dir).is_dir():
         return []
-    return sorted(folder.name for folder in Path(search_dir).iterdir() if (folder / STATE_DB).is_file())
+    return sorted(
+        folder.name for folder in Path(search_dir).iterdir() if ExperimentLayout(folder).state_db.is_file()
+    )
 
 
 def find_experiment(name: str | None, *, search_dir: Path = DEFAULT_EXPERIMENTS_DIR) -> Path:
@@ -34,7 +37,7 @@ def find_experiment(name: str | None, *, search_dir: Path = DEFAULT_EXPERIMENTS_
     names = experiment_names(search_dir)
     if name is not None:
         folder = experiment_folder(search_dir, name)
-        if (folder / STATE_DB).is_file():
+        if ExperimentLayout(folder).state_db.is_file():
             return folder
         if names:
             found = f"experiments there: {', '.join(names)}. Pass one of those, or run `rf run CONFIG` first"
@@ -55,7 +58,8 @@ def find_experiment(name: str | None, *, search_dir: Path = DEFAULT_EXPERIMENTS_
 def _last_write(folder: Path) -> float:
     """When the store was last written: in WAL mode writes land in `state.db-wal` first."""
     times = []
-    for path in (folder / STATE_DB, folder / f"{STATE_DB}-wal"):
+    state_db = ExperimentLayout(folder).state_db
+    for path in (state_db, state_db.with_name(f"{STATE_DB}-wal")):
         try:
             times.append(path.stat().st_mtime)
         except OSError:  # no WAL file yet, or removed by a checkpoint just now

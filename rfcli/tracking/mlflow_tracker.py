@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rfcli.store.layout import ExperimentLayout
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
@@ -28,8 +30,6 @@ MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_KEY_LENGTH = 250
 RUN_END_STATUSES = ("FINISHED", "FAILED", "KILLED")
-TRACKING_URI_FILE = "tracking_uri"
-DB_FILE = "mlflow.db"
 
 # Characters MLflow accepts in param, metric and tag names (POSIX); anything else becomes "_",
 # so a TRL metric such as "rewards/<lambda>/mean" is logged instead of failing its whole batch.
@@ -38,12 +38,12 @@ _BAD_KEY_CHARACTERS = re.compile(r"[^\w./\- :]")
 
 def default_tracking_uri(experiment_folder: Path) -> str:
     """`sqlite:///<absolute folder>/mlflow.db`: the experiment's own local MLflow store."""
-    return f"sqlite:///{(Path(experiment_folder).resolve() / DB_FILE).as_posix()}"
+    return f"sqlite:///{ExperimentLayout(Path(experiment_folder).resolve()).mlflow_db.as_posix()}"
 
 
 def tracking_uri_for(experiment_folder: Path) -> str:
     """The tracking URI remembered for this experiment, else its local `mlflow.db`."""
-    path = Path(experiment_folder) / TRACKING_URI_FILE
+    path = ExperimentLayout(Path(experiment_folder)).tracking_uri_file
     remembered = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
     return remembered or default_tracking_uri(experiment_folder)
 
@@ -51,7 +51,7 @@ def tracking_uri_for(experiment_folder: Path) -> str:
 def remember_tracking_uri(experiment_folder: Path, uri: str) -> None:
     """Record `uri` for this experiment (at creation). The default is not written down, so a
     moved or copied experiment folder keeps finding its own `mlflow.db`."""
-    path = Path(experiment_folder) / TRACKING_URI_FILE
+    path = ExperimentLayout(Path(experiment_folder)).tracking_uri_file
     if uri == default_tracking_uri(experiment_folder):
         path.unlink(missing_ok=True)
     else:

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 
     from rfcli.config.schema import ExperimentConfig
 
-REFERENCE_FOLDER = "reference-logps"
-"""In the experiment folder: DPO reference log-probs, one file per reference model, data and tokenization."""
-
 
 class LeanCheckpoints(Trainer):
     """Checkpoints hold the run's own weights only: with LoRA, its one adapter (not every run's
@@ -65,11 +62,6 @@ def trainer_class(trainer: str) -> type[Trainer]:
     return type(f"Chunked{base.__name__}", (LeanCheckpoints, *mixins, base), {})
 
 
-def experiment_folder(output_dir: str) -> Path:
-    """The worker puts a run's checkpoints in `<experiment>/runs/<id>/checkpoints`."""
-    return Path(output_dir).parents[2]
-
-
 def build_trainer(
     config: ExperimentConfig,
     model: PreTrainedModel | PeftModel,
@@ -77,7 +69,11 @@ def build_trainer(
     train_dataset: Dataset,
     eval_dataset: Dataset | None,
     output_dir: str,
+    *,
+    reference_folder: Path,
 ) -> Trainer:
+    """The run's trainer, checkpointing into `output_dir`; a DPO run shares the reference
+    log-probs kept in `reference_folder`, one file per reference model, data and tokenization."""
     args = training_arguments(config, output_dir)
     extra: dict[str, Any] = {}
     kind = trainer_kind(config.trainer)
@@ -89,9 +85,7 @@ def build_trainer(
         args.reward_weights = [reward.weight for reward in config.rewards]  # type: ignore[attr-defined]
     if kind.uses_reference:
         extra["ref_model"] = reference_model(config.model)
-        extra["reference_cache"] = ReferenceCache(
-            experiment_folder(output_dir) / REFERENCE_FOLDER, reference_key(config.model)
-        )
+        extra["reference_cache"] = ReferenceCache(reference_folder, reference_key(config.model))
     trainer = trainer_class(config.trainer)(
         model=model,
         args=args,

@@ -11,16 +11,13 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import set_seed
 
 from rfcli.models.loading import load_base_model, load_tokenizer
+from rfcli.store.layout import adapter_name
 from rfcli.trainers.dpo_reference import reference_identity
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from rfcli.config.schema import ExperimentConfig, ModelConfig
-
-
-def adapter_name(run_id: int) -> str:
-    return f"run_{run_id}"
 
 
 def model_key(model: ModelConfig) -> str:

@@ -14,6 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 
 from rfcli.config.errors import ConfigError
+from rfcli.engine.commands import CommandRefused, submit
 from rfcli.store.database import ExperimentStore
 from rfcli.ui.keys import KeyReader
 from rfcli.ui.steering import Request, Steering
@@ -64,7 +65,7 @@ class LiveView:
             self._drawn_at = time.monotonic()
 
     def handle(self, request: Request | None) -> None:
-        """A key's request becomes the same store command `rf ctl` writes, caused by 'key'."""
+        """A key's request is given as `rf ctl` gives it, caused by 'key'."""
         if request is None:
             return
         if request.verb == "leave":
@@ -72,19 +73,18 @@ class LiveView:
             self.steering.note = "leaving: chunks in flight finish, then rf run exits (run it again to go on)"
             return
         assert request.run_id is not None
-        args = {}
-        if request.verb == "clone":
-            from rfcli.config.clone import clone_config
-
-            parent = self.store.run(request.run_id)
-            try:
-                warm_from = parent.global_step if request.warm else None
-                config = clone_config(parent.config, parent.max_steps, request.overrides, warm_from)
-            except ConfigError as error:
-                self.steering.note = f"clone refused: {error}"
-                return
-            args = {"config": config, "overrides": request.overrides, "warm": request.warm}
-        self.store.add_command(request.verb, request.run_id, args, cause=CAUSE)
+        try:
+            submit(
+                self.store,
+                request.verb,
+                request.run_id,
+                cause=CAUSE,
+                overrides=request.overrides,
+                warm=request.warm,
+            )
+        except (CommandRefused, ConfigError) as refusal:
+            self.steering.note = f"{request.verb} run {request.run_id} refused: {refusal}"
+            return
         self.steering.note = f"{request.verb} run {request.run_id}: sent"
 
     def render(self) -> Group:

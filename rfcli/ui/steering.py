@@ -1,7 +1,7 @@
 """The live table's keys: move the selection, steer the selected run, or leave the view.
 
 Pure: a key goes in, at most one request comes out, so the keys are tested without a terminal.
-The requests become the same store commands `rf ctl` writes.
+The requests are given as `rf ctl` gives its commands (`engine/commands.py`).
 """
 
 from __future__ import annotations

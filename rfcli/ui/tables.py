@@ -81,7 +81,7 @@ def status_view(
 
 
 def state_counts(runs: list[RunRecord]) -> str:
-    counts = Counter(run.state for run in runs)
+    counts = Counter(run.state.value for run in runs)
     return " · ".join(f"{counts[state]} {state}" for state in RUN_STATES if counts[state])
 
 

@@ -120,8 +120,8 @@ def test_ctl_stops_resumes_deletes_and_clones_during_a_run(tmp_path: Path) -> No
     wait_for(lambda: chunks_recorded(folder) >= 2, "the first chunks")
     run_rf("ctl", "stop", "1", *ctl, "--wait", "60", expect=0)
     run_rf("ctl", "delete", "3", *ctl, "--wait", "60", expect=0)
-    assert "is deleted" in run_rf("ctl", "resume", "3", *ctl, expect=1).stderr
-    assert "is deleted" in run_rf("ctl", "clone", "3", "--warm", *ctl, expect=1).stderr
+    assert "is deleted" in run_rf("ctl", "resume", "3", *ctl, expect=2).stderr
+    assert "is deleted" in run_rf("ctl", "clone", "3", "--warm", *ctl, expect=2).stderr
     bad = run_rf("ctl", "clone", "2", "training.lerning_rate=1e-2", *ctl, expect=2)
     assert "did you mean 'learning_rate'" in bad.stderr and "Traceback" not in bad.stderr
     with ExperimentStore(folder / "state.db") as store:

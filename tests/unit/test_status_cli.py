@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from rfcli.cli.status import status_command
 from rfcli.errors import NotFoundError
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import STATE_DB, experiment_folder
+from rfcli.store.experiments import experiment_folder
+from rfcli.store.layout import STATE_DB
 from rfcli.ui.tables import format_time
 
 app = typer.Typer()
@@ -44,6 +45,7 @@ def experiments(tmp_path: Path) -> Path:
         store.set_state(4, "running", cause="scheduler", worker=1)
         store.set_state(4, "ready", cause="scheduler")
         store.set_state(2, "stopped", cause="user")
+        store.set_state(3, "running", cause="scheduler", worker=1)
         store.set_state(3, "failed", cause="worker 1", error="loss is NaN at step 12")
         store.record_chunk(3, chunks_done=0, global_step=12, checkpoint="c", metrics=[(12, "loss", math.nan)])
     return tmp_path
@@ -72,11 +74,12 @@ def test_recent_events_below_the_table_oldest_first(experiments: Path) -> None:
     assert "run 3 failed  by worker 1: loss is NaN at step 12" in events
     assert "run 4 ready" not in events  # the scheduler's chunk hand-offs are recorded, not shown
     assert events.index("run 1 created") < events.index("run 2 stopped") < events.index("run 3 failed")
-    assert len(events.strip().splitlines()) == 1 + 6  # heading + the 6 notable of 9 events
+    assert len(events.strip().splitlines()) == 1 + 6  # heading + the 6 notable of 10 events
 
 
 def test_a_long_event_detail_shows_its_first_line(experiments: Path) -> None:
     with ExperimentStore(experiments / "lora-sweep" / STATE_DB) as store:
+        store.set_state(4, "running", cause="scheduler", worker=0)
         store.set_state(4, "failed", cause="worker 0", error="ValueError: bad value\n  File x.py, line 3")
     out = invoke("--dir", str(experiments)).output
     assert "run 4 failed  by worker 0: ValueError: bad value …" in out

@@ -16,14 +16,15 @@ import pytest
 from rfcli.config.errors import ConfigError
 from rfcli.errors import NotFoundError
 from rfcli.store.database import (
-    RUN_STATES,
     CommandRecord,
     EventRecord,
     ExperimentStore,
     RecordNotFoundError,
     RunRecord,
 )
-from rfcli.store.experiments import STATE_DB, experiment_folder, experiment_names, find_experiment
+from rfcli.store.experiments import experiment_folder, experiment_names, find_experiment
+from rfcli.store.layout import STATE_DB
+from rfcli.store.states import IllegalMove, RunState
 
 CONFIG = {"trainer": "sft", "training": {"learning_rate": 1e-4, "max_steps": 40}, "lora": {"r": 8}}
 
@@ -99,7 +100,7 @@ def test_add_run_and_read_it_back(store: ExperimentStore) -> None:
     assert run == RunRecord(
         id=1,
         name="run-1",
-        state="pending",
+        state=RunState.PENDING,
         config=CONFIG,
         fingerprint="fp1",
         parent_id=None,
@@ -171,23 +172,35 @@ def test_set_state_writes_an_event_with_each_change(store: ExperimentStore) -> N
     assert run.updated_at >= run.created_at
     store.set_state(1, "ready", cause="scheduler")
     assert store.run(1).worker is None
-    store.set_state(1, "failed", cause="worker 0", error="CUDA out of memory")
+    store.set_state(1, "running", cause="scheduler", worker=1)
+    store.set_state(1, "failed", cause="worker 1", error="CUDA out of memory")
     assert (store.run(1).state, store.run(1).error) == ("failed", "CUDA out of memory")
     store.set_state(1, "ready", cause="user")
     assert store.run(1).error is None
 
     events = store.events(run_id=1)
-    assert [event.kind for event in events] == ["ready", "failed", "ready", "running", "created"]
-    assert [event.cause for event in events] == ["user", "worker 0", "scheduler", "scheduler", "plan"]
+    assert [event.kind for event in events] == ["ready", "failed", "running", "ready", "running", "created"]
+    assert [event.cause for event in events] == [
+        "user",
+        "worker 1",
+        "scheduler",
+        "scheduler",
+        "scheduler",
+        "plan",
+    ]
     assert events[1].detail == "CUDA out of memory"  # the error stands in for a missing detail
-    assert events[3].detail == "chunk 1/4"
+    assert events[4].detail == "chunk 1/4"
 
 
-@pytest.mark.parametrize("state", RUN_STATES)
-def test_every_run_state_is_accepted(store: ExperimentStore, state: str) -> None:
+def test_set_state_refuses_a_move_the_state_machine_does_not_allow(store: ExperimentStore) -> None:
     add(store, 1)
-    store.set_state(1, state, cause="test")
-    assert store.run(1).state == state
+    with pytest.raises(IllegalMove, match="run 1 cannot go from pending to completed"):
+        store.set_state(1, "completed", cause="scheduler")
+    store.set_state(1, "deleted", cause="user")
+    with pytest.raises(IllegalMove, match="a deleted run stays deleted"):
+        store.set_state(1, "ready", cause="user")
+    assert store.run(1).state == "deleted"
+    assert [event.kind for event in store.events(run_id=1)] == ["deleted", "created"]
 
 
 def test_set_state_refuses_unknown_states_and_runs(store: ExperimentStore) -> None:

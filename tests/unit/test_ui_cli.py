@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from rfcli.cli.ui import ui_command
 from rfcli.errors import NotFoundError, UserError
-from rfcli.store.experiments import STATE_DB
+from rfcli.store.layout import STATE_DB
 from rfcli.tracking.mlflow_tracker import remember_tracking_uri
 
 READY_TIMEOUT_S = 60.0  # about 9 s here; leave room for a loaded machine

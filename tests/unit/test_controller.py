@@ -1,0 +1,63 @@
+"""The controller's bookkeeping on disk, without workers or MLflow: which checkpoints stay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from rfcli.engine.controller import Controller
+from rfcli.engine.messages import ChunkDone
+from rfcli.store.database import ExperimentStore
+from rfcli.store.layout import ExperimentLayout
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> ExperimentLayout:
+    return ExperimentLayout(tmp_path)
+
+
+@pytest.fixture
+def store(layout: ExperimentLayout) -> Iterator[ExperimentStore]:
+    with ExperimentStore(layout.state_db) as opened:
+        for run_id in (1, 2):
+            opened.add_run(run_id, {"training": {}}, f"fp{run_id}", name=str(run_id), cause="plan")
+        yield opened
+
+
+@pytest.fixture
+def controller(layout: ExperimentLayout, store: ExperimentStore) -> Controller:
+    pool = SimpleNamespace(experiment=layout.folder, workers=[])
+    return Controller(store, tracker=None, pool=pool, announce=lambda line: None)  # type: ignore[arg-type]
+
+
+def test_a_run_keeps_its_last_two_checkpoints_and_never_loses_the_one_the_store_points_to(
+    layout: ExperimentLayout, store: ExperimentStore, controller: Controller
+) -> None:
+    kept = []
+    for chunk, step in enumerate((5, 10, 15, 20), start=1):
+        checkpoint = layout.checkpoints(1) / f"checkpoint-{step}"
+        (checkpoint / "run_1").mkdir(parents=True)
+        store.set_state(1, "running", cause="scheduler", worker=0)
+        controller.record(ChunkDone(0, 1, chunk, 4, step, 20, str(checkpoint), step == 20, 1.0, 0.0, 0.1))
+        assert store.run(1).checkpoint == str(checkpoint) and checkpoint.is_dir()
+        kept.append(sorted(path.name for path in layout.checkpoints(1).iterdir()))
+    assert kept == [
+        ["checkpoint-5"],
+        ["checkpoint-10", "checkpoint-5"],
+        ["checkpoint-10", "checkpoint-15"],
+        ["checkpoint-15", "checkpoint-20"],
+    ]
+
+
+def test_recovery_removes_what_a_kill_left_of_a_deleted_run(
+    layout: ExperimentLayout, store: ExperimentStore, controller: Controller
+) -> None:
+    for run_id in (1, 2):
+        (layout.checkpoints(run_id) / "checkpoint-5").mkdir(parents=True)
+    store.set_state(1, "deleted", cause="rf ctl")
+    controller.recover()
+    assert not layout.run_folder(1).exists()
+    assert (layout.checkpoints(2) / "checkpoint-5").is_dir()
