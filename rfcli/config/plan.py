@@ -14,6 +14,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rfcli.config.errors import ConfigError, did_you_mean
 from rfcli.config.loader import load_raw_config
+from rfcli.config.policy import check_policy
 from rfcli.config.schema import ExperimentConfig
 from rfcli.config.search import check_axes, grid_configs, random_configs
 from rfcli.config.validate import validate_run_config
@@ -73,6 +74,7 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
         for index, values in enumerate(concrete, start=1):
             values["search"] = search
             runs.append(PlannedRun(id=index, config=build_run_config(values), raw=values))
+        check_policy(raw.get("policy"), runs[0].config.policy, {run.id: run.flat() for run in runs})
         return RunPlan(source=source, runs=runs)
     except ConfigError as error:
         raise error.located(source) from None
@@ -164,4 +166,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_fingerprint(raw: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    """The policy steers runs but is not part of what a run trains: changing it (say, leaving a
+    dry run) keeps the experiment's plan the same."""
+    trained = {key: value for key, value in raw.items() if key != "policy"}
+    return hashlib.sha1(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:8]
