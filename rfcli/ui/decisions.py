@@ -13,7 +13,8 @@ from rfcli.store.database import RecordedDecision
 
 
 def decisions_view(policy: PolicyConfig, decisions: list[RecordedDecision]) -> Group:
-    """The policy in one line, then a table of its stops and replacements (not its 'go on's)."""
+    """The policy in one line, then a table of its stops and replacements (not its 'go on's); the
+    events say the same in words."""
     lines: list[Text | Table] = [Text(describe_policy(policy), style="bold")]
     acting = [recorded for recorded in decisions if recorded.decision.acts]
     if acting:
@@ -21,13 +22,15 @@ def decisions_view(policy: PolicyConfig, decisions: list[RecordedDecision]) -> G
         for name, justify in [("run", "right"), ("chunk", "right"), ("value", "right"), ("rank", "right")]:
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         table.add_column("cutoff", justify="right")
-        table.add_column("decision")
-        table.add_column("why", overflow="fold")
+        table.add_column("decision", overflow="fold")
         for recorded in acting:
             d = recorded.decision
             verb = d.verb + (" (dry run)" if recorded.dry_run else "")
             if d.parent_id is not None:
-                verb += f" by a clone of run {d.parent_id}"
+                changes = ", ".join(
+                    f"{key.rsplit('.', 1)[-1]} {format_value(new)}" for key, new in d.changes.items()
+                )
+                verb += f" by a warm clone of run {d.parent_id} with {changes}"
             table.add_row(
                 str(d.run_id),
                 str(d.rung),
@@ -35,7 +38,6 @@ def decisions_view(policy: PolicyConfig, decisions: list[RecordedDecision]) -> G
                 "-" if d.rank is None else f"{d.rank} of {d.cohort}",
                 "-" if d.cutoff is None else format_value(d.cutoff),
                 verb,
-                d.reason,
             )
         lines.append(table)
     return Group(*lines)
