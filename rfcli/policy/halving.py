@@ -13,7 +13,10 @@ The rules, applied after every recorded chunk to what the store holds:
    completed since still count, and so do runs added later by a clone. Values are ranked best
    first (`mode` min or max); equal values share a rank, so a tie never splits by run id.
 4. The best k = max(1, n // eta) of the n values go on; the cutoff is the k-th best value. A run
-   whose rank is above k is stopped. A tie at the cutoff keeps every run in it.
+   whose rank is above k is stopped. A tie at the cutoff keeps every run in it. A run that no
+   run still in the schedule beats at that rung goes on all the same: the values of runs that
+   left count, but can never stop the best of the runs still training, so a sweep always keeps
+   a run to finish.
 5. Fewer values than eta at a rung compare nothing: the run goes on, and says why.
 6. A NaN value ranks after every number, and its run is stopped whatever the cohort.
 7. A run with no value at the rung (the metric was not recorded at that chunk: no eval set, a
@@ -69,14 +72,20 @@ class SuccessiveHalving:
             opened = any(rung in run.judged for run in runs)
             if self.synchronous and not opened and any(run.can_still_reach(rung) for run in runs):
                 continue  # rule 8: the cohort is not complete yet
+            training = [
+                value for run in runs if run.in_schedule and (value := run.values.get(rung)) is not None
+            ]
             for run in sorted(runs, key=lambda run: run.run_id):
                 due = run.in_schedule and rung in run.values and rung not in run.judged
                 if due and rung in self.rungs_for(run.total_chunks):
-                    decisions.append(self.judge(run, rung, recorded))  # type: ignore[arg-type]
+                    decisions.append(self.judge(run, rung, recorded, training))  # type: ignore[arg-type]
         return decisions
 
-    def judge(self, run: RunHistory, rung: int, recorded: Mapping[int, float]) -> Decision:
-        """Rules 4 to 7 for one run at one rung, against the values recorded there."""
+    def judge(
+        self, run: RunHistory, rung: int, recorded: Mapping[int, float], training: Sequence[float] = ()
+    ) -> Decision:
+        """Rules 4 to 7 for one run at one rung, against the values recorded there (`training`:
+        those of the runs still in the schedule)."""
         value = run.values.get(rung)
         at = f"at chunk {rung}, {self.metric}"
         if value is None:
@@ -104,7 +113,13 @@ class SuccessiveHalving:
             return self._decision(
                 run, rung, "continue", value, recorded, rank, cutoff, f"{where}; {kept}: goes on"
             )
+        if not any(self.better(other, value) for other in training):
+            reason = f"{where}; only {kept}, but no run still training beats it: goes on"
+            return self._decision(run, rung, "continue", value, recorded, rank, cutoff, reason)
         return self._decision(run, rung, "stop", value, recorded, rank, cutoff, f"{where}; only {kept}: stop")
+
+    def better(self, value: float, than: float) -> bool:
+        return value < than if self.mode == "min" else value > than
 
     def _decision(
         self,

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 from collections.abc import Mapping
 
+import pytest
+
+from rfcli.engine.simulation import simulate
 from rfcli.policy.decisions import Decision, RunHistory, ranks
 from rfcli.policy.halving import SuccessiveHalving
 from rfcli.policy.pbt import LEARNING_RATE, PopulationBasedTraining
@@ -144,8 +149,23 @@ def test_a_decision_is_never_taken_twice_so_a_resumed_run_trains_past_its_rung()
 
 
 def test_values_of_runs_that_left_the_schedule_still_count_but_they_are_not_judged() -> None:
-    runs = [run(1, {1: 1.0}, state="failed"), run(2, {1: 0.5}, state="stopped"), run(3, {1: 2.0})]
-    assert verbs(ASHA.decide(runs)) == {(3, 1): "stop"}
+    runs = [
+        run(1, {1: 1.0}, state="failed"),
+        run(2, {1: 0.5}, state="stopped"),
+        run(3, {1: 2.0}),
+        run(4, {1: 1.5}, judged=(1,)),
+    ]
+    (decision,) = ASHA.decide(runs)
+    assert (decision.run_id, decision.verb, decision.cohort, decision.rank) == (3, "stop", 4, 4)
+
+
+def test_the_best_run_still_training_is_never_stopped_by_runs_that_left() -> None:
+    runs = [run(1, {1: 1.0}, state="completed"), run(2, {1: 0.5}, state="stopped"), run(3, {1: 2.0})]
+    (decision,) = ASHA.decide(runs)
+    assert decision.verb == "continue" and decision.rank == 3
+    assert decision.reason.endswith(
+        "only the best 1 go on (cutoff 0.5), but no run still training beats it: goes on"
+    )
 
 
 def test_a_warm_clone_is_judged_only_at_rungs_it_trained_itself() -> None:
@@ -155,9 +175,10 @@ def test_a_warm_clone_is_judged_only_at_rungs_it_trained_itself() -> None:
 
 
 def test_a_cold_clone_added_late_meets_the_whole_history_of_each_rung() -> None:
-    runs = [run(i, {1: float(i)}, judged=(1,), state="completed") for i in (1, 2, 3, 4)] + [run(5, {1: 2.5})]
+    runs = [run(i, {1: float(i)}, judged=(1,), state="completed") for i in (1, 2, 4)]
+    runs += [run(3, {1: 3.0, 2: 3.0}, judged=(1, 2)), run(5, {1: 3.5})]  # 3 trains on; 5 is a late clone
     (decision,) = ASHA.decide(runs)
-    assert (decision.verb, decision.cohort, decision.rank) == ("stop", 5, 3)
+    assert (decision.run_id, decision.verb, decision.cohort, decision.rank) == (5, "stop", 5, 4)
 
 
 def test_decisions_are_deterministic_and_ordered_by_rung_then_run() -> None:
@@ -238,3 +259,38 @@ def test_pbt_judges_a_clone_only_at_points_it_reaches_itself() -> None:
     assert PBT.decide([*population, clone]) == []  # it cannot reach point 2, and point 4 waits for it
     clone = run(5, {3: 0.5, 4: 9.0}, done=4)
     assert verbs(PBT.decide([*population, clone]))[(5, 4)] == "replace"
+
+
+# The policies in the scheduler's loop (rfcli/engine/simulation.py)
+
+
+def simulated_case(seed: int) -> tuple[dict[int, float], dict[int, list[float]], int]:
+    rng = random.Random(seed)
+    num_runs, chunks = rng.randint(2, 16), rng.choice([2, 4, 8])
+    seconds = {run_id: rng.uniform(0.5, 2.0) for run_id in range(1, num_runs + 1)}
+    quality = {run_id: rng.uniform(0.0, 1.0) for run_id in seconds}
+    values = {r: [quality[r] + 1 / c + rng.gauss(0, 0.05) for c in range(1, chunks + 1)] for r in seconds}
+    return seconds, values, chunks
+
+
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_no_worker_waits_on_a_policy_while_a_run_could_train(synchronous: bool) -> None:
+    policy = SuccessiveHalving("eval_loss", eta=2, synchronous=synchronous)
+    for seed in range(60):
+        seconds, values, chunks = simulated_case(seed)
+        for workers in (1, 2, 4):
+            result = simulate(seconds, chunks, workers, policy, values)
+            assert result.idle_while_runnable == 0.0, (seed, workers)
+            trained = Counter(span.run_id for span in result.timeline)
+            finished = [run_id for run_id in seconds if trained[run_id] == chunks]
+            assert finished and set(finished) | set(result.stopped) == set(seconds)
+
+
+def test_with_one_worker_sha_trains_no_chunk_past_a_rung_before_deciding_it() -> None:
+    policy = SuccessiveHalving("eval_loss", eta=2, synchronous=True)
+    for seed in range(30):
+        seconds, values, chunks = simulated_case(seed)
+        result = simulate(seconds, chunks, 1, policy, values)
+        trained = Counter(span.run_id for span in result.timeline)
+        for run_id in result.stopped:
+            assert trained[run_id] in policy.rungs_for(chunks), (seed, run_id)
