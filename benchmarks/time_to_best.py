@@ -72,7 +72,8 @@ def lora_fields(rank: int) -> dict[str, Any]:
 # -- plain TRL, one config after another (run in a child process) -----------------------------------
 
 
-def plain_child(steps: int, result_path: Path) -> None:
+def plain_child(steps: int, threads: int, result_path: Path) -> None:
+    import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
@@ -80,6 +81,7 @@ def plain_child(steps: int, result_path: Path) -> None:
     from recipes.qa_data import chatterbot_qa
     from rfcli.models.tiny import builtin_model_path
 
+    torch.set_num_threads(threads)
     fields = data_fields(steps)
     rows = chatterbot_qa().shuffle(seed=0).select(range(fields["select"]))
     split = rows.train_test_split(test_size=fields["eval_fraction"], seed=SEED)
@@ -117,13 +119,14 @@ def plain_child(steps: int, result_path: Path) -> None:
     result_path.write_text(json.dumps(results, indent=1))
 
 
-def run_plain(steps: int, num_chunks: int, out: Path) -> dict[str, Any]:
+def run_plain(steps: int, num_chunks: int, threads: int, out: Path) -> dict[str, Any]:
     result_path = out / "plain.json"
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--plain-child",
         f"--steps={steps}",
+        f"--threads={threads}",
         f"--out={out}",
     ]
     started = time.time()
@@ -169,9 +172,9 @@ def rf_config(name: str, steps: int, num_chunks: int, policy: dict[str, Any] | N
 
 
 def run_rf(
-    name: str, steps: int, num_chunks: int, policy: dict[str, Any] | None, out: Path
+    name: str, steps: int, num_chunks: int, threads: int, policy: dict[str, Any] | None, out: Path
 ) -> dict[str, Any]:
-    from rfcli.store.database import ExperimentStore
+    from rfcli.engine.pool import WORKER_THREADS_ENV
     from rfcli.store.experiments import STATE_DB, experiment_folder
 
     config_path = out / f"{name}.yaml"
@@ -185,11 +188,18 @@ def run_rf(
         f"experiments_dir={experiments}",
     ]
     started = time.time()
+    environment = {**os.environ, WORKER_THREADS_ENV: str(threads)}  # the same torch threads as plain TRL
     with open(out / f"{name}.log", "w") as log:
-        subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=True)
+        subprocess.run(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, check=True)
     total = time.time() - started
+    return {"wall": total, **rf_results(experiment_folder(experiments, name) / STATE_DB, started, num_chunks)}
 
-    with ExperimentStore(experiment_folder(experiments, name) / STATE_DB) as store:
+
+def rf_results(state_db: Path, started: float, num_chunks: int) -> dict[str, Any]:
+    """Chunk-units, when the best became known, the winner and its loss, from an experiment's store."""
+    from rfcli.store.database import ExperimentStore
+
+    with ExperimentStore(state_db) as store:
         runs = store.runs()
         values = store.chunk_values("eval_loss")
         ends = {
@@ -204,7 +214,6 @@ def run_rf(
     winner = min(final, key=lambda run_id: final[run_id])  # type: ignore[arg-type, return-value]
     labels = {run.id: label(run.config["training"]["learning_rate"], run.config["lora"]["r"]) for run in runs}
     return {
-        "wall": total,
         "chunk_units": sum(len(chunks) for chunks in values.values()),
         "best_known": best_known(values, ends, winner, num_chunks) - started,
         "winner": labels[winner],
@@ -262,9 +271,10 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, loads: 
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Machine: {os.cpu_count()} cores, load average {loads[0]:.2f} before and {loads[1]:.2f} after.",
+        f"Machine: {os.cpu_count()} cores, {args.threads} torch thread(s) per side, load average "
+        f"{loads[0]:.2f} before and {loads[1]:.2f} after.",
         f"Reproduce: `.venv/bin/python benchmarks/time_to_best.py --steps {args.steps} "
-        f"--num-chunks {args.num_chunks}`",
+        f"--num-chunks {args.num_chunks} --threads {args.threads}`",
     ]
     return "\n".join(lines)
 
@@ -274,20 +284,38 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64, help="max_steps of every config (default 64)")
     parser.add_argument("--num-chunks", type=int, default=8, help="rf's num_chunks (default 8)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "rf-time-to-best")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads of each side (default: all cores)",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the ways already measured in --out with these settings"
+    )
     parser.add_argument("--plain-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.plain_child:
-        plain_child(args.steps, args.out / "plain.json")
+        plain_child(args.steps, args.threads, args.out / "plain.json")
         return
     load_before = os.getloadavg()[0]
-    print(f"plain TRL: 16 configs one after another (log: {args.out / 'plain.log'})", flush=True)
-    results = {"plain TRL, sequential": run_plain(args.steps, args.num_chunks, args.out)}
-    for way, policy in POLICIES.items():
-        print(f"{way} (log: {args.out})", flush=True)
-        name = "ttb-" + way.removeprefix("rf ").replace(" ", "-")
-        results[way] = run_rf(name, args.steps, args.num_chunks, policy, args.out)
+    settings = f"steps {args.steps}, chunks {args.num_chunks}, threads {args.threads}"
+    results = {}
+    for way in ("plain TRL, sequential", *POLICIES):
+        saved = args.out / f"{way.replace(' ', '-').replace(',', '')}.json"
+        if args.reuse and saved.is_file() and json.loads(saved.read_text())["settings"] == settings:
+            results[way] = json.loads(saved.read_text())
+            continue
+        print(f"{way} (logs in {args.out}), load average {os.getloadavg()[0]:.1f}", flush=True)
+        if way in POLICIES:
+            name = "ttb-" + way.removeprefix("rf ").replace(" ", "-")
+            results[way] = run_rf(name, args.steps, args.num_chunks, args.threads, POLICIES[way], args.out)
+        else:
+            results[way] = run_plain(args.steps, args.num_chunks, args.threads, args.out)
+        results[way]["settings"] = settings
+        saved.write_text(json.dumps(results[way], indent=1))
     text = report(results, args, (load_before, os.getloadavg()[0]))
     (args.out / "report.md").write_text(text + "\n")
     print(text)
