@@ -79,6 +79,16 @@ class Decision:
         return self.verb != "continue"
 
 
+def recorded_at(runs: Sequence[RunHistory], rung: int) -> dict[int, float]:
+    """The values the runs recorded at a rung (NaN included, not-recorded left out), by run id."""
+    recorded = {}
+    for run in runs:
+        value = run.values.get(rung)
+        if value is not None:
+            recorded[run.run_id] = value
+    return recorded
+
+
 def ranks(values: Mapping[int, float], mode: str) -> dict[int, int]:
     """Each run's rank (1 = best) by its value: equal values share a rank (one more than the
     number of strictly better values), and NaN ranks after every number."""

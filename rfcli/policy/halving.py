@@ -38,7 +38,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from rfcli.policy.decisions import Decision, RunHistory, format_value, ordinal, ranks
+from rfcli.policy.decisions import Decision, RunHistory, format_value, ordinal, ranks, recorded_at
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,19 @@ class SuccessiveHalving:
         """The decisions not taken yet that the recorded values call for (rule 9's order)."""
         decisions = []
         for rung in sorted({rung for run in runs for rung in self.rungs_for(run.total_chunks)}):
-            recorded = {run.run_id: run.values[rung] for run in runs if run.values.get(rung) is not None}
+            recorded = recorded_at(runs, rung)
             opened = any(rung in run.judged for run in runs)
             if self.synchronous and not opened and any(run.can_still_reach(rung) for run in runs):
                 continue  # rule 8: the cohort is not complete yet
-            training = [
-                value for run in runs if run.in_schedule and (value := run.values.get(rung)) is not None
-            ]
+            training = list(recorded_at([run for run in runs if run.in_schedule], rung).values())
             for run in sorted(runs, key=lambda run: run.run_id):
                 due = run.in_schedule and rung in run.values and rung not in run.judged
                 if due and rung in self.rungs_for(run.total_chunks):
-                    decisions.append(self.judge(run, rung, recorded, training))  # type: ignore[arg-type]
+                    decisions.append(self.judge(run, rung, recorded, training))
         return decisions
 
     def judge(
-        self, run: RunHistory, rung: int, recorded: Mapping[int, float], training: Sequence[float] = ()
+        self, run: RunHistory, rung: int, recorded: Mapping[int, float], training: Sequence[float]
     ) -> Decision:
         """Rules 4 to 7 for one run at one rung, against the values recorded there (`training`:
         those of the runs still in the schedule)."""

@@ -37,7 +37,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rfcli.policy.decisions import Decision, RunHistory, format_value, ordinal, ranks
+from rfcli.policy.decisions import Decision, RunHistory, format_value, ordinal, ranks, recorded_at
 
 LEARNING_RATE = "training.learning_rate"
 
@@ -70,11 +70,7 @@ class PopulationBasedTraining:
         return decisions
 
     def decide_point(self, runs: Sequence[RunHistory], point: int) -> list[Decision]:
-        recorded: dict[int, float] = {}
-        for run in runs:
-            value = run.values.get(point)
-            if value is not None:
-                recorded[run.run_id] = value
+        recorded = recorded_at(runs, point)
         order = ranks(recorded, self.mode)
         n = len(recorded)
         m = math.floor(n * self.quantile)
