@@ -36,7 +36,13 @@ def plan_command(
         rows = [{"id": run.id, "fingerprint": run.fingerprint, "config": run.raw} for run in run_plan.runs]
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    output_console().print(plan_table(run_plan))
+    console = output_console()
+    console.print(plan_table(run_plan))
+    policy = run_plan.runs[0].config.policy
+    if policy.name != "none":
+        from rfcli.config.policy import describe_policy
+
+        console.print(describe_policy(policy), markup=False)
 
 
 def plan_table(run_plan: Any) -> Table:

@@ -15,9 +15,12 @@ from typing import Annotated, Any
 import typer
 
 from rfcli.cli.options import DirOption, ExperimentArgument
-from rfcli.store.database import EventRecord, ExperimentStore, RunRecord
+from rfcli.config.policy import POLICY_META, policy_from_json
+from rfcli.config.schema import PolicyConfig
+from rfcli.store.database import EventRecord, ExperimentStore, RecordedDecision, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.store.layout import ExperimentLayout
+from rfcli.ui.decisions import decisions_view
 from rfcli.ui.tables import RECENT_EVENTS, notable_events, output_console, status_view
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print runs and recent events as JSON.")]
@@ -34,10 +37,16 @@ def status_command(
         runs = store.runs()
         latest = {run.id: store.latest_metrics(run.id) for run in runs}
         events = notable_events(store, RECENT_EVENTS)
+        policy = policy_from_json(store.get_meta(POLICY_META))
+        decisions = store.decisions()
     if as_json:
-        typer.echo(json.dumps(status_json(folder, runs, latest, events), indent=2))
+        document = status_json(folder, runs, latest, events)
+        document["policy"] = policy_json(policy, decisions)
+        typer.echo(json.dumps(document, indent=2))
         return
     output_console().print(status_view(folder, runs, latest, events))
+    if policy.name != "none" or decisions:
+        output_console().print(decisions_view(policy, decisions))
 
 
 def status_json(
@@ -58,6 +67,22 @@ def status_json(
             for run in runs
         ],
         "events": [asdict(event) for event in events],
+    }
+
+
+def policy_json(policy: PolicyConfig, decisions: list[RecordedDecision]) -> dict[str, Any]:
+    """The policy's settings and every decision it recorded, oldest first."""
+    return {
+        **asdict(policy),
+        "decisions": [
+            {
+                **asdict(recorded.decision),
+                "value": None if recorded.decision.value is None else finite_or_none(recorded.decision.value),
+                "dry_run": recorded.dry_run,
+                "time": recorded.time,
+            }
+            for recorded in decisions
+        ],
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from rfcli.config.errors import ConfigError, raise_all
 from rfcli.config.loader import load_raw_config
+from rfcli.config.policy import check_policy
 from rfcli.config.schema import ExperimentConfig
 from rfcli.config.search import check_axes, grid_configs, random_configs
 from rfcli.config.typed import normalize_shorthands, schema_errors, to_typed_config, without_keys
@@ -81,6 +82,7 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
             except ConfigError as error:
                 errors.append(error)
         raise_all(errors)
+        check_policy(raw.get("policy"), runs[0].config.policy, {run.id: run.flat() for run in runs})
         return RunPlan(source=source, runs=runs)
     except ConfigError as error:
         raise error.located(source) from None
@@ -115,4 +117,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_fingerprint(raw: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    """The policy steers runs but is not part of what a run trains: changing it (say, leaving a
+    dry run) keeps the experiment's plan the same."""
+    trained = {key: value for key, value in raw.items() if key != "policy"}
+    return hashlib.sha1(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -64,6 +64,60 @@ class SearchConfig:
     """Random search only: how many distinct configurations to draw."""
 
 
+POLICIES = ("none", "sha", "asha", "pbt")
+POLICY_MODES = ("min", "max")
+
+
+@dataclass
+class PolicyConfig:
+    """Which runs go on, decided at chunk boundaries from a metric every run records there."""
+
+    name: str = "none"
+    """none | sha (successive halving, synchronous) | asha (asynchronous) | pbt."""
+    metric: str = "eval_loss"
+    """Any metric the runs record at chunk boundaries: eval_loss, a GRPO reward mean, ..."""
+    mode: str = "min"
+    """min or max: whether a lower or a higher metric is better."""
+    eta: int = 2
+    """sha/asha: at each rung the best 1/eta go on."""
+    rungs: list[int] | None = None
+    """sha/asha: chunk counts at which runs are compared; default the powers of eta below the last chunk."""
+    interval: int = 2
+    """pbt: chunks between exploits."""
+    quantile: float = 0.25
+    """pbt: the bottom quantile is replaced by clones of the top quantile."""
+    perturb: list[str] = field(default_factory=lambda: ["training.learning_rate"])
+    """pbt: the numeric settings a clone changes (dotted keys the config sets)."""
+    factors: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    """pbt: each perturbed setting is multiplied by one of these..."""
+    resample_probability: float = 0.25
+    """pbt: ...or, with this probability, drawn afresh from the values the plan gave it."""
+    dry_run: bool = False
+    """Record every decision (events, `rf status`, MLflow) without acting on it."""
+
+    def __post_init__(self) -> None:
+        if self.name not in POLICIES:
+            raise ValueError(f"policy.name: expected one of {', '.join(POLICIES)}, got '{self.name}'")
+        if self.mode not in POLICY_MODES:
+            raise ValueError(f"policy.mode: expected min or max, got '{self.mode}'")
+        if self.eta < 2:
+            raise ValueError(f"policy.eta: expected an integer >= 2, got {self.eta}")
+        if self.rungs is not None and (not self.rungs or min(self.rungs) < 1):
+            raise ValueError(f"policy.rungs: expected chunk counts >= 1, got {self.rungs}")
+        if self.interval < 1:
+            raise ValueError(f"policy.interval: expected an integer >= 1, got {self.interval}")
+        if not 0 < self.quantile <= 0.5:
+            raise ValueError(
+                f"policy.quantile: expected a number above 0 and at most 0.5, got {self.quantile}"
+            )
+        if not self.factors or min(self.factors) <= 0:
+            raise ValueError(f"policy.factors: expected positive numbers, got {self.factors}")
+        if not 0 <= self.resample_probability <= 1:
+            raise ValueError(
+                f"policy.resample_probability: expected a number from 0 to 1, got {self.resample_probability}"
+            )
+
+
 @dataclass
 class ExperimentConfig:
     name: str = "???"
@@ -82,6 +136,8 @@ class ExperimentConfig:
     """Where the experiment's folder lives (state store, MLflow store, checkpoints, logs)."""
     tracking_uri: str | None = None
     """An MLflow tracking URI; by default a SQLite store inside the experiment folder."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Stop weak runs early (sha, asha) or breed strong ones (pbt); none by default."""
 
     def __post_init__(self) -> None:
         """Every problem at once, one 'key: message' line each (the plan turns them into errors)."""

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier, mirror_command
+from rfcli.engine.judging import Judge
 from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
 from rfcli.engine.scheduler import RunProgress, next_assignments
-from rfcli.store.database import ExperimentStore, RunRecord
+from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
 from rfcli.tracking.mlflow_tracker import MlflowTracker
 
@@ -54,11 +55,14 @@ class Controller:
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
         self.unsynced: set[int] = set()
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
+        self.judge = Judge(store, tracker)
+        """The experiment's policy (sha, asha, pbt), if any: decides after each recorded chunk."""
 
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
         self.store.add_event(None, "started", cause="rf run", detail=f"{len(self.pool.workers)} worker(s)")
         self.recover()
+        self.decide()  # a decision a killed rf run did not get to record
         self.steer_and_dispatch()  # commands that came while rf run was away may give it work
         while self.busy_or_schedulable():
             self.steer_and_dispatch()
@@ -145,6 +149,7 @@ class Controller:
             (done.global_step, "rf/setup_seconds", done.setup_seconds),
             (done.global_step, "rf/save_seconds", done.save_seconds),
             (done.global_step, "rf/steps_per_second", steps / done.seconds if done.seconds > 0 else 0.0),
+            (done.global_step, CHUNK_KEY, float(done.chunk_index)),
         ]
         if before.total_chunks is None:
             self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
@@ -163,6 +168,12 @@ class Controller:
         self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
         self.announce(chunk_line(run, self.store.latest_metrics(run.id), done))
+        self.decide()
+
+    def decide(self) -> None:
+        """The policy's decisions go into the store with their commands, applied before the next dispatch."""
+        for line in self.judge.after_chunk():
+            self.announce(line)
 
     def remove_stale_checkpoints(self, run_id: int, recorded: Path) -> None:
         """Only now that the store points to `recorded`: older checkpoints are never needed again."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from rfcli.config.errors import ConfigError
 from rfcli.config.loader import load_raw_config
 from rfcli.config.plan import RunPlan
+from rfcli.config.policy import POLICY_META
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder
 from rfcli.store.layout import ExperimentLayout
@@ -85,6 +87,8 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
                 run.id, run.raw, run.fingerprint, name=run_name(run.id, run.flat(), varying), cause="plan"
             )
         store.set_meta("source", run_plan.source)
+    # The policy of this `rf run` steers from now on: it is not part of the plan's identity.
+    store.set_meta(POLICY_META, json.dumps(dataclasses.asdict(first.policy)))
     tracker = MlflowTracker(tracking_uri_for(folder), first.name)
     return Experiment(folder, store, tracker)
 

@@ -19,13 +19,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rfcli.policy.decisions import Decision
 from rfcli.store.states import RunState, check_move, run_state
 
 RUN_STATES = tuple(state.value for state in RunState)
 COMMAND_OUTCOMES = ("applied", "refused")
-SCHEMA_VERSION = 1  # kept in SQLite's own `PRAGMA user_version`
+SCHEMA_VERSION = 2  # kept in SQLite's own `PRAGMA user_version`; 2 added `decisions`
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's transaction to end
 DEFERRED_KEY = "deferred_commands"  # in meta: applied commands the next controller still mirrors
+CHUNK_KEY = "rf/chunk"
+"""The metric row that marks a chunk's end: its value is the chunk's number, its step the last one."""
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -79,7 +82,34 @@ _SCHEMA = (
         finished_at REAL
     )""",
     "CREATE INDEX IF NOT EXISTS pending_commands ON commands (id) WHERE outcome IS NULL",
+    # One row per run and rung: a policy never takes a decision twice, even across a kill -9.
+    """CREATE TABLE IF NOT EXISTS decisions (
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        rung INTEGER NOT NULL,
+        verb TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL,                                    -- NULL: NaN or not recorded (see value_text)
+        value_text TEXT,                               -- 'nan' or NULL
+        cohort INTEGER NOT NULL,
+        rank INTEGER,
+        cutoff REAL,
+        reason TEXT NOT NULL,
+        parent_id INTEGER,
+        changes TEXT NOT NULL,                         -- JSON
+        dry_run INTEGER NOT NULL,                      -- 0 or 1
+        time REAL NOT NULL,
+        PRIMARY KEY (run_id, rung)
+    )""",
 )
+POLICY_CAUSE = "policy"
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    decision: Decision
+    dry_run: bool
+    """Recorded without acting on it (`policy.dry_run: true`)."""
+    time: float
 
 
 class RecordNotFoundError(KeyError):
@@ -353,14 +383,8 @@ class ExperimentStore:
 
     def add_command(self, verb: str, run_id: int, args: dict[str, Any], cause: str) -> int:
         """Queue a command for the controller; returns its id."""
-        args_json = json.dumps(args)
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO commands (verb, run_id, args, cause, created_at) VALUES (?, ?, ?, ?, ?)",
-                (verb, run_id, args_json, cause, time.time()),
-            )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+        with self._transaction():
+            return self._insert_command(verb, run_id, args, cause)
 
     def pending_commands(self) -> list[CommandRecord]:
         """Commands not yet applied or refused, oldest first."""
@@ -405,7 +429,79 @@ class ExperimentStore:
             raise RecordNotFoundError(f"no command {command_id} in {self.path}")
         return _command_record(row)
 
+    # -- policy decisions ---------------------------------------------------------------------
+
+    def record_decision(
+        self, decision: Decision, *, dry_run: bool, commands: list[tuple[str, int, dict[str, Any]]]
+    ) -> bool:
+        """A policy's decision, its event and the commands that carry it out, all or nothing,
+        before any of it takes effect. False (and nothing written) when that run and rung were
+        already decided: a decision is taken once, even when `rf run` was killed around it."""
+        value = decision.value
+        nan = value is not None and math.isnan(value)
+        now = time.time()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO decisions (run_id, rung, verb, metric, value, value_text, cohort,"
+                " rank, cutoff, reason, parent_id, changes, dry_run, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    decision.run_id,
+                    decision.rung,
+                    decision.verb,
+                    decision.metric,
+                    None if nan else value,
+                    "nan" if nan else None,
+                    decision.cohort,
+                    decision.rank,
+                    decision.cutoff,
+                    decision.reason,
+                    decision.parent_id,
+                    json.dumps(dict(decision.changes)),
+                    int(dry_run),
+                    now,
+                ),
+            )
+            if cursor.rowcount == 0:
+                return False
+            if decision.acts:
+                detail = ("dry run, not acted on: " if dry_run else "") + decision.reason
+                self._insert_event(decision.run_id, "decision", POLICY_CAUSE, detail, now)
+            for verb, run_id, args in commands:
+                self._insert_command(verb, run_id, args, POLICY_CAUSE)
+            return True
+
+    def decisions(self, run_id: int | None = None) -> list[RecordedDecision]:
+        """Recorded policy decisions, oldest first; only `run_id`'s when given."""
+        where, params = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
+        rows = self._read(f"SELECT * FROM decisions {where} ORDER BY time, rung, run_id", params)
+        return [_recorded_decision(row) for row in rows]
+
+    def chunk_values(self, key: str) -> dict[int, dict[int, float | None]]:
+        """For every run, the metric `key` at the end of each chunk it trained itself (chunk
+        number -> value; NaN when not a number, None when that chunk did not record it)."""
+        rows = self._read(
+            "SELECT chunk.run_id, chunk.value AS chunk, metric.key, metric.value FROM metrics AS chunk"
+            " LEFT JOIN metrics AS metric"
+            " ON metric.run_id = chunk.run_id AND metric.step = chunk.step AND metric.key = ?"
+            " WHERE chunk.key = ?",
+            (key, CHUNK_KEY),
+        )
+        values: dict[int, dict[int, float | None]] = {}
+        for row in rows:
+            value = None if row["key"] is None else _from_sql_float(row["value"])
+            values.setdefault(int(row["run_id"]), {})[int(row["chunk"])] = value
+        return values
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _insert_command(self, verb: str, run_id: int, args: dict[str, Any], cause: str) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO commands (verb, run_id, args, cause, created_at) VALUES (?, ?, ?, ?, ?)",
+            (verb, run_id, json.dumps(args), cause, time.time()),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -527,6 +623,24 @@ def _command_record(row: sqlite3.Row) -> CommandRecord:
     fields = dict(row)
     fields["args"] = json.loads(fields["args"])
     return CommandRecord(**fields)
+
+
+def _recorded_decision(row: sqlite3.Row) -> RecordedDecision:
+    value = math.nan if row["value_text"] == "nan" else row["value"]
+    decision = Decision(
+        run_id=row["run_id"],
+        rung=row["rung"],
+        verb=row["verb"],
+        metric=row["metric"],
+        value=value,
+        cohort=row["cohort"],
+        rank=row["rank"],
+        cutoff=row["cutoff"],
+        reason=row["reason"],
+        parent_id=row["parent_id"],
+        changes=json.loads(row["changes"]),
+    )
+    return RecordedDecision(decision, bool(row["dry_run"]), row["time"])
 
 
 def _to_sql_float(value: float) -> float | None:
