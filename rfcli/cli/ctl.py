@@ -1,4 +1,4 @@
-"""`rf ctl stop|resume|delete|clone RUN_ID`: steer the runs of an experiment from any terminal.
+"""`rf ctl stop|resume|delete|clone|retry RUN_ID`: steer the runs of an experiment from any terminal.
 
 The command goes into the experiment's store; `rf run` applies it at the run's next chunk
 boundary (at once for a run that is not training) and records who asked.
@@ -15,12 +15,13 @@ import typer
 
 from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.cli.plan import OverridesArgument
-from rfcli.store.database import ExperimentStore, RunRecord
+from rfcli.config.errors import ConfigError
+from rfcli.store.database import ExperimentStore, RecordNotFoundError, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, STATE_DB, find_experiment
 
 ctl_app = typer.Typer(
     name="ctl",
-    help="Stop, resume, delete or clone a run of an experiment while `rf run` trains it.",
+    help="Stop, resume, delete, clone or retry a run of an experiment while `rf run` trains it.",
     no_args_is_help=True,
 )
 
@@ -74,15 +75,41 @@ def clone_command(
     wait: WaitOption = 3.0,
 ) -> None:
     """A new run from RUN_ID's config with the given key=value changes (validated like a plan)."""
-    folder = find_experiment(experiment, search_dir=experiments_dir)
+    config = changed_config("clone", run_id, overrides or [], experiment, experiments_dir, warm)
+    args = {"config": config, "overrides": overrides or [], "warm": warm}
+    submit("clone", run_id, args, experiment, experiments_dir, wait)
+
+
+@ctl_app.command("retry")
+def retry_command(
+    run_id: RunArgument,
+    overrides: OverridesArgument = None,
+    experiment: ExperimentOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
+    wait: WaitOption = 3.0,
+) -> None:
+    """Train a failed run again from its last finished chunk, with optional key=value changes."""
+    config = changed_config("retry", run_id, overrides or [], experiment, experiments_dir, warm=False)
+    args = {"config": config, "overrides": overrides or []}
+    submit("retry", run_id, args, experiment, experiments_dir, wait)
+
+
+def changed_config(
+    verb: str, run_id: int, overrides: list[str], experiment: str | None, folder_dir: Path, warm: bool
+) -> dict[str, Any]:
+    """The run's config with the overrides, validated like a plan; a clone keeps its parent's length,
+    a retry its own. A command that can never apply is refused first, before the seconds that
+    validation takes."""
+    folder = find_experiment(experiment, search_dir=folder_dir)
     from rfcli.config.clone import clone_config
 
     with ExperimentStore(folder / STATE_DB) as store:
-        parent = store.run(run_id)
-    refuse_if_final("clone", parent, warm)  # before the seconds a clone's validation takes
-    config = clone_config(parent.config, parent.max_steps, overrides or [])
-    args = {"config": config, "overrides": overrides or [], "warm": warm}
-    submit("clone", run_id, args, experiment, experiments_dir, wait)
+        try:
+            run = store.run(run_id)
+        except RecordNotFoundError as missing:
+            raise ConfigError(str(missing)) from None
+    refuse_if_final(verb, run, warm)
+    return clone_config(run.config, run.max_steps if verb == "clone" else None, overrides, source=verb)
 
 
 def submit(

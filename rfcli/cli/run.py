@@ -44,6 +44,7 @@ def run_command(
     pool = WorkerPool(experiment.folder, visible_devices(workers))
     with LiveView(experiment.store, experiment.folder, console) as view:
         controller = Controller(experiment.store, experiment.tracker, pool, view.announce)
+        view.progress = controller.progress
 
         def refresh() -> None:
             view.refresh()

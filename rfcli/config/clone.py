@@ -13,11 +13,11 @@ from rfcli.config.search import grid_configs
 
 
 def clone_config(
-    parent: dict[str, Any], parent_max_steps: int | None, overrides: list[str]
+    parent: dict[str, Any], parent_max_steps: int | None, overrides: list[str], source: str = "clone"
 ) -> dict[str, Any]:
     """The parent's config with overrides applied, checked like a plan; it keeps the parent's
-    max_steps unless told otherwise, so parent and clone train for as long."""
-    source = "clone"
+    max_steps unless told otherwise, so parent and clone train for as long. `source` names the
+    command in error messages."""
     config = OmegaConf.create(parent)
     if parent_max_steps is not None and not any(o.startswith("training.max_steps=") for o in overrides):
         OmegaConf.update(config, "training.max_steps", parent_max_steps, force_add=True)

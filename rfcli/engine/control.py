@@ -17,7 +17,7 @@ from typing import Any
 from rfcli.config.plan import config_fingerprint
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 
-VERBS = ("stop", "resume", "delete", "clone")
+VERBS = ("stop", "resume", "delete", "clone", "retry")
 
 
 class CommandRefused(Exception):
@@ -31,6 +31,8 @@ def final_refusal(verb: str, run: RunRecord, warm: bool = False) -> str | None:
         return f"run {run.id} is deleted; {what}"
     if run.state in ("completed", "failed") and verb in ("stop", "resume"):
         return f"run {run.id} is {run.state}"
+    if verb == "retry" and run.state != "failed":
+        return f"run {run.id} is {run.state}; only a failed run is retried"
     return None
 
 
@@ -90,6 +92,8 @@ class CommandApplier:
             return f"run {run.id}: deleted, checkpoints removed"
         if command.verb == "clone":
             return self.clone(run, command.args, cause)
+        if command.verb == "retry":
+            return self.retry(run, command.args, cause)
         raise CommandRefused(f"unknown command '{command.verb}'; expected one of {', '.join(VERBS)}")
 
     def clone(self, parent: RunRecord, args: dict[str, Any], cause: str) -> str:
@@ -135,6 +139,18 @@ class CommandApplier:
                 run_id, "ready", cause=cause, detail=f"from run {parent.id} at step {parent.global_step}"
             )
         return f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
+
+    def retry(self, run: RunRecord, args: dict[str, Any], cause: str) -> str:
+        """A failed run trains again from its last recorded chunk, with the (already validated)
+        config the retry gives it."""
+        config: dict[str, Any] = args["config"]
+        if config != run.config:
+            self.store.set_config(run.id, config, config_fingerprint(config))
+        overrides = " ".join(args.get("overrides", []))
+        where = f"chunk {run.chunks_done} (step {run.global_step})"
+        detail = f"retry from {where}" + (f" with {overrides}" if overrides else "")
+        self.store.set_state(run.id, "ready", cause=cause, detail=detail)
+        return f"run {run.id}: retries from {where}" + (f" with {overrides}" if overrides else "")
 
 
 def warm_start_checkpoint(source: Path, parent_id: int, folder: Path, run_id: int) -> Path:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier
-from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
+from rfcli.engine.messages import ChunkDone, ChunkFailed, ChunkProgress, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
+from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.tracking.mlflow_tracker import MlflowTracker
@@ -51,6 +52,8 @@ class Controller:
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
         self.unsynced: set[int] = set()
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
+        self.progress = LiveProgress()
+        """Each training run's place inside its chunk, for the live table."""
 
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
@@ -81,7 +84,7 @@ class Controller:
         return bool(self.placement.busy) or any(run.state in SCHEDULABLE for run in self.store.runs())
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
-        if run.mlflow_run_id is not None and verb in ("stop", "resume"):
+        if run.mlflow_run_id is not None and verb in ("stop", "resume", "retry"):
             self.tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
         if verb == "delete":
             parked = self.placement.parked.pop(run.id, None)
@@ -128,6 +131,10 @@ class Controller:
         self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
 
     def handle(self, reply: WorkerReply) -> None:
+        if isinstance(reply, ChunkProgress):
+            self.note_progress(reply)
+            return
+        self.progress.chunk_ended(reply.run_id)
         self.placement.busy.pop(reply.run_id, None)
         if isinstance(reply, ChunkFailed):
             self.store.add_metrics(reply.run_id, reply.metrics)
@@ -135,6 +142,17 @@ class Controller:
             self.fail(reply.run_id, reply.error)
             return
         self.record(reply)
+
+    def note_progress(self, progress: ChunkProgress) -> None:
+        """In memory only, except a run's totals: the store gets them once, before its first chunk ends."""
+        if progress.run_id not in self.placement.busy:
+            return
+        if (
+            progress.run_id not in self.progress.in_chunk
+            and self.store.run(progress.run_id).total_chunks is None
+        ):
+            self.store.set_plan_totals(progress.run_id, progress.total_chunks, progress.max_steps)
+        self.progress.note(progress)
 
     def record(self, done: ChunkDone) -> None:
         before = self.store.run(done.run_id)
@@ -164,6 +182,7 @@ class Controller:
 
     def fail(self, run_id: int, error: str) -> None:
         self.placement.parked.pop(run_id, None)
+        self.progress.chunk_ended(run_id)
         self.store.set_state(run_id, "failed", cause="error", error=error)
         run = self.store.run(run_id)
         if run.mlflow_run_id is not None:

@@ -259,6 +259,16 @@ class ExperimentStore:
             )
             self._insert_event(run_id, state, cause, detail if detail is not None else error, now)
 
+    def set_config(self, run_id: int, config: dict[str, Any], fingerprint: str) -> None:
+        """A run's config changed in place (a retry with overrides)."""
+        with self._transaction() as db:
+            self._update_run(
+                db,
+                run_id,
+                "config = ?, fingerprint = ?, updated_at = ?",
+                (json.dumps(config), fingerprint, time.time()),
+            )
+
     def set_plan_totals(self, run_id: int, total_chunks: int, max_steps: int) -> None:
         with self._transaction() as db:
             self._update_run(

@@ -14,6 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 
 from rfcli.config.errors import ConfigError
+from rfcli.engine.progress import LiveProgress
 from rfcli.store.database import ExperimentStore
 from rfcli.ui.keys import KeyReader
 from rfcli.ui.steering import Request, Steering
@@ -31,6 +32,8 @@ class LiveView:
         self.steering = Steering()
         self.keys = KeyReader()
         self.leave_requested = False
+        self.progress: LiveProgress | None = None
+        """Each training run's place inside its chunk (the controller's), once training starts."""
         self._live: Live | None = None
         self._drawn_at = 0.0
 
@@ -89,5 +92,7 @@ class LiveView:
     def render(self) -> Group:
         runs = self.store.runs()
         selected = runs[min(self.steering.selected, len(runs) - 1)].id if runs else None
-        table = experiment_view(self.store, self.folder, selected if self.keys.active else None)
+        table = experiment_view(
+            self.store, self.folder, selected if self.keys.active else None, self.progress
+        )
         return Group(table, self.steering.footer()) if self.keys.active else table
