@@ -52,6 +52,7 @@ def short_keys(keys: list[str]) -> dict[str, str]:
 
 
 def settings_label(settings: dict[str, str]) -> str:
-    """'r=8 learning_rate=0.003': what sets a run apart, for legends and one-line mentions."""
+    """'r=8 lr=0.003': what sets a run apart, for legends and one-line mentions (a setting the run
+    does not have, such as LoRA's rank in a full fine-tune, is left out)."""
     names = short_keys(list(settings))
-    return " ".join(f"{names[key]}={value}" for key, value in settings.items())
+    return " ".join(f"{names[key]}={value}" for key, value in settings.items() if value != format_value(None))
