@@ -20,6 +20,7 @@ def store(tmp_path: Path) -> ExperimentStore:
     store = ExperimentStore(tmp_path / STATE_DB)
     for run_id in (1, 2):
         store.add_run(run_id, CONFIG, config_fingerprint(CONFIG), name=str(run_id), cause="plan")
+        store.set_plan_totals(run_id, total_chunks=4, max_steps=16)
         store.record_chunk(run_id, chunks_done=2, global_step=8, checkpoint="runs/x/checkpoint-8", metrics=[])
     store.set_state(1, "failed", cause="error", error="NonFiniteLossError: loss is nan at step 10")
     store.set_state(2, "completed", cause="scheduler")
@@ -46,6 +47,7 @@ def test_a_failed_run_retries_from_its_last_chunk_with_the_new_config(store: Exp
     run = store.run(1)
     assert (run.state, run.error, run.chunks_done, run.global_step) == ("ready", None, 2, 8)
     assert run.config == new and run.fingerprint == config_fingerprint(new)
+    assert run.total_chunks is None and run.max_steps is None  # learned again as it trains
     event = store.events(limit=1, run_id=1)[0]
     assert (event.kind, event.cause) == ("ready", "rf ctl")
     assert event.detail == "retry from chunk 2 (step 8) with training.learning_rate=0.001"
