@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rfcli.config.plan import flatten, varying_keys
-
 
 def format_value(value: Any) -> str:
     if value is None:
@@ -24,6 +22,8 @@ def format_value(value: Any) -> str:
 
 def differing_settings(configs: dict[int, dict[str, Any]]) -> dict[int, dict[str, str]]:
     """{run id: {dotted key: value}} for the keys whose values differ between these runs' configs."""
+    from rfcli.config.plan import flatten, varying_keys  # OmegaConf: not for `rf --help`
+
     flats = {run_id: flatten(config) for run_id, config in configs.items()}
     keys = varying_keys(list(flats.values()))
     return {run_id: {key: format_value(flat.get(key)) for key in keys} for run_id, flat in flats.items()}
