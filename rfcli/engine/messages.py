@@ -77,3 +77,4 @@ class ChunkProgress:
 
 
 WorkerReply = ChunkDone | ChunkFailed | ChunkProgress
+"""What a worker sends back: a chunk's outcome, or progress while the chunk trains."""
