@@ -32,9 +32,15 @@ def export_run(run: RunRecord, checkpoint: Path, out: Path, merge: bool) -> str:
             adapter.merge_and_unload().save_pretrained(out)
             what = "the base model with the LoRA adapter merged in"
         else:
-            # The base as a path AutoPeftModelForCausalLM can load (a built-in's cached folder).
-            adapter.peft_config["default"].base_model_name_or_path = resolve_model_path(config.model.name)
+            adapter.peft_config["default"].base_model_name_or_path = loadable_base(config.model.name)
             adapter.save_pretrained(str(out))
             what = "a LoRA adapter"
     load_tokenizer(config.model).save_pretrained(out)
     return what
+
+
+def loadable_base(name: str) -> str:
+    """The base model as `AutoPeftModelForCausalLM` can find it from anywhere: a hub name as it is,
+    a folder (a built-in's cached one included) as an absolute path."""
+    path = resolve_model_path(name)
+    return str(Path(path).resolve()) if Path(path).is_dir() else path

@@ -82,7 +82,7 @@ def test_export_best_is_a_plain_peft_adapter_and_merge_a_full_model(
     result = rf("export", "--best", "-e", "results", "--dir", experiments, "--out", best, expect=0)
     assert "best run by eval_loss: 1" in result.stdout and "AutoPeftModelForCausalLM" in result.stdout
     adapter_config = json.loads((best / "adapter_config.json").read_text())
-    assert adapter_config["base_model_name_or_path"] == resolve_model_path("rf-tiny")
+    assert adapter_config["base_model_name_or_path"] == str(Path(resolve_model_path("rf-tiny")).resolve())
     assert (best / "tokenizer.json").is_file()
     adapter = AutoPeftModelForCausalLM.from_pretrained(best)
     assert list(adapter.peft_config) == ["default"]
