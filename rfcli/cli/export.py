@@ -55,8 +55,10 @@ def export_command(
     else:
         chosen = results.run(run_id)
     checkpoint = checkpoint_of(chosen)
+    from rfcli.engine.worker import quiet_libraries
     from rfcli.results.export import export_run
 
+    quiet_libraries()
     what = export_run(chosen.run, checkpoint, out, merge)
     loader = (
         "AutoModelForCausalLM"
