@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rfcli.cli import ctl, plan, run, status, ui
+from rfcli.cli import compare, ctl, export, ls, plan, report, run, status, ui
 from rfcli.errors import UserError
 
 app = typer.Typer(
@@ -22,6 +22,10 @@ app.command("plan")(plan.plan_command)
 app.command("run")(run.run_command)
 app.command("status")(status.status_command)
 app.command("ui")(ui.ui_command)
+app.command("ls")(ls.ls_command)
+app.command("report")(report.report_command)
+app.command("compare")(compare.compare_command)
+app.command("export")(export.export_command)
 app.add_typer(ctl.ctl_app)
 
 

@@ -1,4 +1,4 @@
-"""`rf ctl stop|resume|delete|clone RUN_ID`: steer the runs of an experiment from any terminal.
+"""`rf ctl stop|resume|delete|clone|retry RUN_ID`: steer the runs of an experiment from any terminal.
 
 The command goes into the experiment's store. While `rf run` trains the experiment, it applies
 the command at the run's next chunk boundary (at once for a run that is not training); with no
@@ -25,7 +25,7 @@ from rfcli.store.lock import ExperimentLock
 
 ctl_app = typer.Typer(
     name="ctl",
-    help="Stop, resume, delete or clone a run of an experiment, while `rf run` trains it or not.",
+    help="Stop, resume, delete, clone or retry a run of an experiment, while `rf run` trains it or not.",
     no_args_is_help=True,
 )
 
@@ -80,6 +80,18 @@ def clone_command(
 ) -> None:
     """A new run from RUN_ID's config with the given key=value changes (validated like a plan)."""
     send("clone", run_id, experiment, experiments_dir, wait, overrides or [], warm)
+
+
+@ctl_app.command("retry")
+def retry_command(
+    run_id: RunArgument,
+    overrides: OverridesArgument = None,
+    experiment: ExperimentOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
+    wait: WaitOption = 3.0,
+) -> None:
+    """Train a failed run again from its last finished chunk, with optional key=value changes."""
+    send("retry", run_id, experiment, experiments_dir, wait, overrides or [])
 
 
 def send(

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from rfcli.results.settings import format_value
 from rfcli.ui.tables import output_console
 
 ConfigArgument = Annotated[
@@ -69,13 +70,3 @@ def totals_caption(run_plan: Any) -> str:
     else:
         parts.append("training steps depend on the data size")
     return " · ".join(parts)
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)

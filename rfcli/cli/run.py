@@ -74,6 +74,7 @@ def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
     pool = WorkerPool(experiment.folder, visible_devices(workers))
     with LiveView(experiment.store, experiment.folder, console) as view:
         controller = Controller(experiment.store, experiment.tracker, pool, view.announce)
+        view.progress = controller.progress
 
         def refresh() -> None:
             view.refresh()

@@ -17,11 +17,12 @@ def clone_config(
     parent_max_steps: int | None,
     overrides: list[str],
     warm_from_step: int | None = None,
+    source: str = "clone",
 ) -> dict[str, Any]:
     """The parent's config with overrides applied, checked like a plan; it keeps the parent's
     max_steps unless told otherwise, so parent and clone train for as long. A warm clone starts at
-    its parent's step `warm_from_step`, so its max_steps must lie beyond it."""
-    source = "clone"
+    its parent's step `warm_from_step`, so its max_steps must lie beyond it. `source` names the
+    command in error messages."""
     config = OmegaConf.create(parent)
     if parent_max_steps is not None and not any(o.startswith("training.max_steps=") for o in overrides):
         OmegaConf.update(config, "training.max_steps", parent_max_steps, force_add=True)

@@ -44,9 +44,13 @@ class RunPlan:
 
     def varying_keys(self) -> list[str]:
         """Dotted keys whose values differ between runs, in file order."""
-        flats = [run.flat() for run in self.runs]
-        keys = list(dict.fromkeys(key for flat in flats for key in flat))
-        return [key for key in keys if len({json.dumps(flat.get(key), sort_keys=True) for flat in flats}) > 1]
+        return varying_keys([run.flat() for run in self.runs])
+
+
+def varying_keys(flats: list[dict[str, Any]]) -> list[str]:
+    """Dotted keys whose values differ between these flattened configs, in first-seen order."""
+    keys = list(dict.fromkeys(key for flat in flats for key in flat))
+    return [key for key in keys if len({json.dumps(flat.get(key), sort_keys=True) for flat in flats}) > 1]
 
 
 def compile_plan(path: Path, overrides: list[str]) -> RunPlan:

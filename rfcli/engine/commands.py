@@ -3,10 +3,10 @@
 A command that can never apply is refused when it is given, and nothing is queued:
 1. a run id the experiment does not have (the message lists the ones it has);
 2. any command for a deleted run, except a clone from its config (its weights are gone);
-3. stop or resume of a run that has completed or failed;
+3. stop or resume of a run that has completed or failed; a retry of a run that has not failed;
 4. any command behind a delete of the same run still waiting to apply, except a clone from its
    config;
-5. a clone whose overrides do not make a valid run (a `ConfigError`, as for a plan).
+5. a clone or retry whose overrides do not make a valid run (a `ConfigError`, as for a plan).
 Anything else goes into the store, where the controller (or `rf ctl` itself when no `rf run`
 holds the experiment) applies it; see `control.py`.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from rfcli.store.database import CommandRecord, ExperimentStore, RecordNotFoundError, RunRecord
 
-VERBS = ("stop", "resume", "delete", "clone")
+VERBS = ("stop", "resume", "delete", "clone", "retry")
 
 
 class CommandRefused(Exception):
@@ -32,6 +32,8 @@ def final_refusal(verb: str, run: RunRecord, warm: bool = False) -> str | None:
         return f"run {run.id} is deleted; {what}"
     if run.state in ("completed", "failed") and verb in ("stop", "resume"):
         return f"run {run.id} is {run.state}"
+    if verb == "retry" and run.state != "failed":
+        return f"run {run.id} is {run.state}; only a failed run is retried"
     return None
 
 
@@ -54,7 +56,7 @@ def submit(
     warm: bool = False,
 ) -> int:
     """Check the command (the rules above) and queue it; returns its id. Raises CommandRefused,
-    or ConfigError for a clone's bad overrides."""
+    or ConfigError for a clone's or a retry's bad overrides."""
     if verb not in VERBS:
         raise CommandRefused(f"unknown command '{verb}'; expected one of {', '.join(VERBS)}")
     try:
@@ -70,4 +72,9 @@ def submit(
 
         config = clone_config(run.config, run.max_steps, list(overrides), run.global_step if warm else None)
         args = {"config": config, "overrides": list(overrides), "warm": warm}
+    if verb == "retry":  # a retry keeps its own length: the overrides decide it
+        from rfcli.config.clone import clone_config
+
+        config = clone_config(run.config, None, list(overrides), source="retry")
+        args = {"config": config, "overrides": list(overrides)}
     return store.add_command(verb, run_id, args, cause=cause)

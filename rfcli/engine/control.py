@@ -101,6 +101,8 @@ class CommandApplier:
             return f"run {run.id}: deleted, checkpoints removed"
         if command.verb == "clone":
             return self.clone(run, command.args, cause)
+        if command.verb == "retry":
+            return self.retry(run, command.args, cause)
         raise CommandRefused(f"unknown command '{command.verb}'; expected one of {', '.join(VERBS)}")
 
     def clone(self, parent: RunRecord, args: dict[str, Any], cause: str) -> str:
@@ -149,6 +151,32 @@ class CommandApplier:
             )
         return f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
 
+    def retry(self, run: RunRecord, args: dict[str, Any], cause: str) -> str:
+        """A failed run trains again from its last recorded chunk, with the (already validated)
+        config the retry gives it. Unchanged, it resumes exactly (optimizer and schedule included);
+        changed, it starts a fresh optimizer and its own schedule from that step, as a warm clone
+        does, since a resumed optimizer would bring back the old learning rate."""
+        config: dict[str, Any] = args["config"]
+        if config != run.config:
+            self.store.set_config(run.id, config, config_fingerprint(config))
+            if run.checkpoint is not None:
+                fresh_optimizer(Path(run.checkpoint))
+        overrides = " ".join(args.get("overrides", []))
+        where = f"chunk {run.chunks_done} (step {run.global_step})"
+        detail = f"retry from {where}" + (f" with {overrides}" if overrides else "")
+        self.store.set_state(run.id, "ready", cause=cause, detail=detail)
+        return f"run {run.id}: retries from {where}" + (f" with {overrides}" if overrides else "")
+
+
+OPTIMIZER_FILES = ("optimizer.pt", "scheduler.pt")
+
+
+def fresh_optimizer(checkpoint: Path) -> None:
+    """Drop the optimizer and scheduler state from a checkpoint: training resumes from its weights,
+    step and RNG with the optimizer and learning-rate schedule the config gives."""
+    for name in OPTIMIZER_FILES:
+        (checkpoint / name).unlink(missing_ok=True)
+
 
 def warm_start_checkpoint(source: Path, parent_id: int, layout: ExperimentLayout, run_id: int) -> Path:
     """A copy of the parent's checkpoint for the clone: its weights (the adapter renamed to the
@@ -156,7 +184,7 @@ def warm_start_checkpoint(source: Path, parent_id: int, layout: ExperimentLayout
     rate and schedule apply from that step on."""
     target = layout.checkpoints(run_id) / source.name
     shutil.rmtree(target, ignore_errors=True)  # left by a clone whose store change did not commit
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt"))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*OPTIMIZER_FILES))
     parent_adapter = target / adapter_name(parent_id)
     if parent_adapter.is_dir():
         parent_adapter.rename(target / adapter_name(run_id))

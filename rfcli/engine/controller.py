@@ -16,8 +16,9 @@ from pathlib import Path
 from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier, mirror_command
 from rfcli.engine.judging import Judge
-from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
+from rfcli.engine.messages import ChunkDone, ChunkFailed, ChunkProgress, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
+from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
@@ -57,6 +58,8 @@ class Controller:
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
         self.judge = Judge(store, tracker)
         """The experiment's policy (sha, asha, pbt), if any: decides after each recorded chunk."""
+        self.progress = LiveProgress()
+        """Each training run's place inside its chunk, for the live table."""
 
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
@@ -133,6 +136,10 @@ class Controller:
         self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
 
     def handle(self, reply: WorkerReply) -> None:
+        if isinstance(reply, ChunkProgress):
+            self.note_progress(reply)
+            return
+        self.progress.chunk_ended(reply.run_id)
         self.placement.busy.pop(reply.run_id, None)
         if isinstance(reply, ChunkFailed):
             self.store.add_metrics(reply.run_id, reply.metrics)
@@ -140,6 +147,17 @@ class Controller:
             self.fail(reply.run_id, reply.error)
             return
         self.record(reply)
+
+    def note_progress(self, progress: ChunkProgress) -> None:
+        """In memory only, except a run's totals: the store gets them once, before its first chunk ends."""
+        if progress.run_id not in self.placement.busy:
+            return
+        if (
+            progress.run_id not in self.progress.in_chunk
+            and self.store.run(progress.run_id).total_chunks is None
+        ):
+            self.store.set_plan_totals(progress.run_id, progress.total_chunks, progress.max_steps)
+        self.progress.note(progress)
 
     def record(self, done: ChunkDone) -> None:
         before = self.store.run(done.run_id)
@@ -183,6 +201,7 @@ class Controller:
 
     def fail(self, run_id: int, error: str) -> None:
         self.placement.parked.pop(run_id, None)
+        self.progress.chunk_ended(run_id)
         self.store.set_state(run_id, "failed", cause="error", error=error)
         run = self.store.run(run_id)
         if run.mlflow_run_id is not None:

@@ -58,4 +58,23 @@ class ChunkFailed:
     """The steps the run took in this chunk before it failed (the loss that went NaN, say)."""
 
 
-WorkerReply = ChunkDone | ChunkFailed
+@dataclass(frozen=True)
+class ChunkProgress:
+    """Where a run stands inside the chunk it trains, sent about once a second while it trains
+    (kept in the controller's memory for the live table; the store records finished chunks only)."""
+
+    worker: int
+    run_id: int
+    step: int
+    chunk_start_step: int
+    chunk_end_step: int
+    chunk_index: int
+    """1-based position of the chunk in flight among `total_chunks`."""
+    total_chunks: int
+    max_steps: int
+    steps_per_second: float
+    """Over the chunk so far; 0.0 before its first step."""
+
+
+WorkerReply = ChunkDone | ChunkFailed | ChunkProgress
+"""What a worker sends back: a chunk's outcome, or progress while the chunk trains."""

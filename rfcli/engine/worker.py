@@ -10,15 +10,25 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, Shutdown, TrainChunk, WorkerReply
+from rfcli.engine.messages import (
+    ChunkDone,
+    ChunkFailed,
+    ChunkProgress,
+    ReleaseRun,
+    Shutdown,
+    TrainChunk,
+    WorkerReply,
+)
 from rfcli.store.layout import ExperimentLayout
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from transformers import Trainer
 
     from rfcli.config.schema import ExperimentConfig
     from rfcli.trainers.host import ModelHost
@@ -36,7 +46,7 @@ def worker_main(
     import torch
 
     torch.set_num_threads(threads)
-    worker = Worker(worker_id, Path(experiment))
+    worker = Worker(worker_id, Path(experiment), report=outbox.put)
     while True:
         message = inbox.get()
         if isinstance(message, Shutdown):
@@ -76,11 +86,15 @@ def quiet_libraries() -> None:
 
 
 class Worker:
-    def __init__(self, worker_id: int, experiment: Path) -> None:
+    def __init__(
+        self, worker_id: int, experiment: Path, report: Callable[[ChunkProgress], None] | None = None
+    ) -> None:
         from rfcli.trainers.host import ModelHost
 
         self.worker_id = worker_id
         self.layout = ExperimentLayout(experiment)
+        self.report = report
+        """Where progress inside a chunk goes (the controller's queue); None: nowhere."""
         self.host: ModelHost = ModelHost()
         self.sessions: dict[int, RunSession] = {}
         self._data: dict[str, tuple[Dataset, Dataset | None]] = {}
@@ -137,7 +151,20 @@ class Worker:
         )
         session = RunSession(trainer, config.num_chunks, activate, resume_from=order.checkpoint)
         self.sessions[order.run_id] = session
+        self._report_progress(trainer, session, order.run_id)
         return session
+
+    def _report_progress(self, trainer: Trainer, session: RunSession, run_id: int) -> None:
+        from rfcli.trainers.progress import StepProgress
+
+        report = self.report
+        if report is not None:
+            worker_id = self.worker_id
+            trainer.add_callback(
+                StepProgress(
+                    session.chunk_ends, lambda **where: report(ChunkProgress(worker_id, run_id, **where))
+                )
+            )
 
     def _datasets(self, config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:
         """Rows are loaded once per worker and data config; each run's trainer tokenizes them once."""

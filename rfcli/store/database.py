@@ -301,6 +301,17 @@ class ExperimentStore:
             )
             self._insert_event(run_id, target.value, cause, detail if detail is not None else error, now)
 
+    def set_config(self, run_id: int, config: dict[str, Any], fingerprint: str) -> None:
+        """A run's config changed in place (a retry with overrides). Its chunk and step totals may
+        change with it, so they are forgotten until it trains again."""
+        with self._transaction() as db:
+            self._update_run(
+                db,
+                run_id,
+                "config = ?, fingerprint = ?, total_chunks = NULL, max_steps = NULL, updated_at = ?",
+                (json.dumps(config), fingerprint, time.time()),
+            )
+
     def set_plan_totals(self, run_id: int, total_chunks: int, max_steps: int) -> None:
         with self._transaction() as db:
             self._update_run(

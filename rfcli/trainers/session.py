@@ -139,7 +139,8 @@ class RunSession:
         self.trainer = trainer
         self.activate = activate
         self.resume_from = resume_from
-        trainer.add_callback(ChunkBoundaries(self, num_chunks, evaluate=trainer.eval_dataset is not None))
+        self._chunks = ChunkBoundaries(self, num_chunks, evaluate=trainer.eval_dataset is not None)
+        trainer.add_callback(self._chunks)
         self.global_step: int | None = None
         """The step the run is parked at (None before its first chunk and after it ended)."""
         self._turn = threading.Semaphore(0)
@@ -171,6 +172,10 @@ class RunSession:
             self._turn.release()
             self._thread.join()
         self.global_step = None
+
+    def chunk_ends(self) -> list[int]:
+        """The global steps at which the run's chunks end; empty until its training has begun."""
+        return self._chunks.boundaries
 
     def take_metrics(self) -> list[MetricRow]:
         """The rows logged since the last chunk boundary (what a failed chunk got to)."""

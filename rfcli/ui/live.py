@@ -15,6 +15,7 @@ from rich.live import Live
 
 from rfcli.config.errors import ConfigError
 from rfcli.engine.commands import CommandRefused, submit
+from rfcli.engine.progress import LiveProgress
 from rfcli.store.database import ExperimentStore
 from rfcli.ui.keys import KeyReader
 from rfcli.ui.steering import Request, Steering
@@ -32,6 +33,8 @@ class LiveView:
         self.steering = Steering()
         self.keys = KeyReader()
         self.leave_requested = False
+        self.progress: LiveProgress | None = None
+        """Each training run's place inside its chunk (the controller's), once training starts."""
         self._live: Live | None = None
         self._drawn_at = 0.0
 
@@ -90,5 +93,7 @@ class LiveView:
     def render(self) -> Group:
         runs = self.store.runs()
         selected = runs[min(self.steering.selected, len(runs) - 1)].id if runs else None
-        table = experiment_view(self.store, self.folder, selected if self.keys.active else None)
+        table = experiment_view(
+            self.store, self.folder, selected if self.keys.active else None, self.progress
+        )
         return Group(table, self.steering.footer()) if self.keys.active else table

@@ -65,6 +65,8 @@ def test_keys_stop_delete_and_warm_clone_then_q_leaves_and_rf_run_attaches(tmp_p
 
     shown = screen.decode(errors="replace")
     assert "s stop" in shown and "w warm clone" in shown
+    # The chunk in flight (its bar), the selected run's marker, and the time left for the experiment.
+    assert "in chunk" in shown and "━" in shown and "▶ 1" in shown and " left" in shown
     with ExperimentStore(folder / "state.db") as store:
         clone = store.run(4)
         paused = store.run(3).state

@@ -60,10 +60,10 @@ def test_table_shows_every_run_with_progress_step_and_losses(experiments: Path) 
     assert result.exit_code == 0, result.output
     out = result.output
     assert "lora-sweep: 4 runs" in out
-    row = next(line for line in out.splitlines() if "r4 " in line)
+    row = next(line for line in out.splitlines() if line.split()[:2] == ["1", "4"])
     for cell in ("running", "3/8", "150/400", "1.877", "1.912"):
         assert cell in row
-    row3 = next(line for line in out.splitlines() if "r12" in line and "failed" in line)
+    row3 = next(line for line in out.splitlines() if line.split()[:2] == ["3", "12"])
     assert "nan" in row3
     assert "1 running · 1 ready · 1 stopped · 1 failed" in out  # in the order runs move through
 

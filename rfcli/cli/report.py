@@ -1,0 +1,52 @@
+"""`rf report [EXPERIMENT] [--out DIR]`: a PNG of every run's training and eval loss against step,
+and a Markdown summary next to it (the best run by eval loss, a table of runs, their checkpoints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rfcli.cli.options import DirOption, ExperimentArgument
+from rfcli.errors import UserError
+from rfcli.results.experiment import load_results
+from rfcli.results.settings import settings_label
+from rfcli.results.summary import BEST_BY, summary_markdown
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
+from rfcli.ui.tables import format_metric
+
+PICTURE = "losses.png"
+SUMMARY = "summary.md"
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", help="Folder to write losses.png and summary.md to; default: <experiment>/report."),
+]
+
+
+def report_command(
+    experiment: ExperimentArgument = None,
+    out: OutOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
+) -> None:
+    """Draw every run's training and eval loss against step (losses.png); summarize the runs (summary.md)."""
+    folder = find_experiment(experiment, search_dir=experiments_dir)
+    results = load_results(folder)
+    if not any(result.curves.get("loss") for result in results.runs):
+        raise UserError(f"nothing to draw yet: no run of experiment '{results.name}' has logged a loss")
+    out = folder / "report" if out is None else out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    from rfcli.results.figure import loss_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    loss_figure(results).savefig(out / PICTURE, dpi=110)
+    (out / SUMMARY).write_text(summary_markdown(results, PICTURE), encoding="utf-8")
+    typer.echo(f"wrote {out / PICTURE} and {out / SUMMARY} ({len(results.runs)} runs)")
+    ranked = results.ranked(BEST_BY)
+    if ranked:
+        best = ranked[0]
+        typer.echo(
+            f"best run by eval loss: {best.run.id} ({settings_label(best.settings)}),"
+            f" eval loss {format_metric(best.value(BEST_BY))}"
+        )

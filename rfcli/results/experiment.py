@@ -1,0 +1,112 @@
+"""An experiment's results as the store holds them: each run's settings, curves, latest metrics and
+how it ended. Reads SQLite only (no torch, no MLflow), so `rf compare` and `rf report` start at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from rfcli.errors import NotFoundError
+from rfcli.results.settings import differing_settings, settings_label
+from rfcli.store.database import ExperimentStore, RecordNotFoundError, RunRecord
+from rfcli.store.layout import ExperimentLayout
+
+Curve = list[tuple[int, float]]
+ENDED = ("stopped", "failed", "deleted")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: RunRecord
+    settings: dict[str, str]
+    """The settings that set this run apart from the others (dotted key -> value)."""
+    latest: dict[str, float]
+    curves: dict[str, Curve]
+    """Every logged metric: key -> (step, value) points, by step."""
+    ended_by: str | None = None
+    """Who or what stopped, failed or deleted the run ('rf ctl', 'policy', 'error', ...)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.run.id} {settings_label(self.settings)}".strip()
+
+    @property
+    def outcome(self) -> str:
+        """The run's state, saying when a policy stopped it."""
+        if self.run.state == "stopped" and self.ended_by == "policy":
+            return "stopped by policy"
+        return self.run.state
+
+    def value(self, metric: str) -> float | None:
+        value = self.latest.get(metric)
+        return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    folder: Path
+    runs: list[RunResult]
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def run(self, run_id: int) -> RunResult:
+        for result in self.runs:
+            if result.run.id == run_id:
+                return result
+        known = ", ".join(str(result.run.id) for result in self.runs) or "none"
+        raise NotFoundError(f"experiment '{self.name}' has no run {run_id}; its runs are: {known}")
+
+    def ranked(self, metric: str) -> list[RunResult]:
+        """Runs with a finite latest `metric`, best first: a loss is minimized, anything else
+        (a reward, an accuracy) maximized. Deleted runs are left out."""
+        scored = [r for r in self.runs if r.value(metric) is not None and r.run.state != "deleted"]
+        return sorted(scored, key=lambda r: (r.value(metric) or 0.0) * direction(metric))
+
+    def logged_metrics(self) -> list[str]:
+        return sorted({key for result in self.runs for key in result.latest})
+
+
+def direction(metric: str) -> int:
+    """+1 when lower is better (a loss), -1 when higher is."""
+    return 1 if metric.endswith("loss") else -1
+
+
+def load_results(folder: Path, run_ids: list[int] | None = None) -> ExperimentResults:
+    """Every run of the experiment in `folder` (or only `run_ids`, in that order), settings compared
+    among the runs loaded."""
+    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+        try:
+            runs = store.runs() if run_ids is None else [store.run(run_id) for run_id in run_ids]
+        except RecordNotFoundError as missing:
+            raise NotFoundError(str(missing)) from None
+        settings = differing_settings({run.id: run.config for run in runs})
+        results = [
+            RunResult(
+                run=run,
+                settings=settings[run.id],
+                latest=store.latest_metrics(run.id),
+                curves=curves(store, run.id),
+                ended_by=ended_by(store, run),
+            )
+            for run in runs
+        ]
+    return ExperimentResults(folder, results)
+
+
+def curves(store: ExperimentStore, run_id: int) -> dict[str, Curve]:
+    points: dict[str, Curve] = defaultdict(list)
+    for step, key, value in store.metrics(run_id):
+        points[key].append((step, value))
+    return dict(points)
+
+
+def ended_by(store: ExperimentStore, run: RunRecord) -> str | None:
+    if run.state not in ENDED:
+        return None
+    latest = next((event for event in store.events(limit=50, run_id=run.id) if event.kind == run.state), None)
+    return None if latest is None else latest.cause

@@ -1,0 +1,94 @@
+"""The results layer: what sets runs apart, each run's curves and ending, ranking, the summary, the figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rfcli.errors import NotFoundError
+from rfcli.results.experiment import load_results
+from rfcli.results.figure import loss_figure
+from rfcli.results.settings import differing_settings, settings_label, short_keys
+from rfcli.results.summary import summary_markdown
+from tests.unit.results_fixtures import write_sweep
+
+
+def test_only_the_settings_that_differ_are_kept_in_file_order() -> None:
+    configs = {
+        1: {"lora": {"r": 8, "lora_alpha": 16}, "training": {"learning_rate": 1e-3}, "seed": 0},
+        2: {"lora": {"r": 32, "lora_alpha": 16}, "training": {"learning_rate": 3e-3}, "seed": 0},
+    }
+    settings = differing_settings(configs)
+    assert settings == {
+        1: {"lora.r": "8", "training.learning_rate": "0.001"},
+        2: {"lora.r": "32", "training.learning_rate": "0.003"},
+    }
+    assert settings_label(settings[2]) == "r=32 lr=0.003"
+
+
+def test_short_keys_keep_the_whole_key_when_two_would_clash() -> None:
+    assert short_keys(["lora.r", "model.kwargs.r", "training.lora_alpha", "seed"]) == {
+        "lora.r": "lora.r",
+        "model.kwargs.r": "model.kwargs.r",
+        "training.lora_alpha": "alpha",
+        "seed": "seed",
+    }
+
+
+def test_runs_load_with_curves_outcomes_and_ranking(tmp_path: Path) -> None:
+    results = load_results(write_sweep(tmp_path))
+    outcomes = {result.run.id: result.outcome for result in results.runs}
+    assert outcomes == {1: "completed", 2: "stopped by policy", 3: "completed", 4: "failed"}
+    assert [result.run.id for result in results.ranked("eval_loss")] == [2, 3, 1]  # 4's is NaN
+    run2 = results.run(2)
+    assert run2.label == "2 r=8 lr=0.003"
+    assert [step for step, _ in run2.curves["loss"]] == list(range(1, 9))
+
+
+def test_a_metric_that_is_not_a_loss_is_ranked_highest_first(tmp_path: Path) -> None:
+    results = load_results(write_sweep(tmp_path))
+    by_loss = [result.run.id for result in results.ranked("loss")]
+    by_reward = [result.run.id for result in results.ranked("reward")]
+    assert by_reward == []  # nobody logged it
+    losses = [results.run(run_id).latest["loss"] for run_id in by_loss]
+    assert losses == sorted(losses) and 4 not in by_loss  # its last loss is NaN
+
+
+def test_an_unknown_run_names_the_runs_there_are(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="experiment 'sweep' has no run 9; its runs are: 1, 2, 3, 4"):
+        load_results(write_sweep(tmp_path)).run(9)
+    with pytest.raises(NotFoundError, match="no run 9 in .*its runs are 1-4"):
+        load_results(write_sweep(tmp_path / "b"), [1, 9])
+
+
+def test_summary_names_the_best_run_and_every_checkpoint(tmp_path: Path) -> None:
+    markdown = summary_markdown(load_results(write_sweep(tmp_path)), "losses.png")
+    assert "![training and eval loss against step](losses.png)" in markdown
+    assert "Best run by eval loss: **run 2** (r=8 lr=0.003), eval loss 2.1 at step 8" in markdown
+    assert "runs/2/checkpoints/checkpoint-8" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| run | r | lr | state | step | loss | eval loss | last checkpoint |"
+    assert rows[3].startswith("| 2 | 8 | 0.003 | stopped by policy | 8/16 |")
+    assert rows[5].startswith("| 4 | 32 | 0.003 | failed | 8/16 | - | - |")
+
+
+def test_figure_has_one_line_per_run_in_each_panel_with_labelled_axes(tmp_path: Path) -> None:
+    figure = loss_figure(load_results(write_sweep(tmp_path)))
+    train, evaluation = figure.axes
+    assert (train.get_xlabel(), train.get_ylabel()) == ("step", "training loss")
+    assert (evaluation.get_xlabel(), evaluation.get_ylabel()) == ("step", "eval loss")
+    assert [line.get_label() for line in train.get_lines()] == [
+        "run 1 r=8 lr=0.001",
+        "run 2 r=8 lr=0.003 (stopped by policy)",
+        "run 3 r=32 lr=0.001",
+        "run 4 r=32 lr=0.003 (failed)",
+    ]
+    run1 = train.get_lines()[0]
+    assert np.asarray(run1.get_xdata()).tolist() == list(range(1, 17))
+    assert len(evaluation.get_lines()) == 3  # run 4 never had a finite eval loss
+    assert len(train.collections) == 2  # an x at the last point of runs 2 and 4, which ended early
+    legend = figure.legends[0]
+    assert len(legend.get_texts()) == 4
+    assert all(np.isfinite(np.asarray(line.get_ydata())).all() for line in train.get_lines())
