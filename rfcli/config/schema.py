@@ -52,6 +52,32 @@ class RewardConfig:
 
 
 @dataclass
+class GenerateConfig:
+    """How completions are generated for `eval.metrics` at each chunk boundary."""
+
+    max_new_tokens: int = 32
+    num_samples: int = 32
+    """Generate for the first N eval rows: the same prompts for every run and every chunk."""
+    batch_size: int = 8
+    do_sample: bool = False
+    """Greedy by default; sampling draws from generators that are restored afterwards."""
+    temperature: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    metrics: list[str] = field(default_factory=list)
+    """`module:function` each, called at every chunk boundary with keywords prompts, completions
+    (the generated text), references and every data column; returns a float or a dict of floats."""
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+
+def metric_key(spec: str) -> str:
+    """What a metric function's result is logged as: `eval_<function>` (a dict adds `/<key>`)."""
+    return f"eval_{spec.rpartition(':')[2]}"
+
+
+@dataclass
 class SearchConfig:
     method: str = "grid"
     num_samples: int | None = None
@@ -69,6 +95,7 @@ class ExperimentConfig:
     training: dict[str, Any] = field(default_factory=dict)
     """Fields of TRL's `SFTConfig` / `DPOConfig` / `GRPOConfig`, checked against that class."""
     rewards: list[RewardConfig] = field(default_factory=list)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     num_chunks: int = 4
     seed: int = 42
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -92,3 +119,18 @@ class ExperimentConfig:
             raise ValueError(f"model.reference: only the dpo trainer uses one, not {self.trainer}")
         if self.trainer == "grpo" and not self.rewards:
             raise ValueError("rewards: GRPO needs at least one reward function (`module:function`)")
+        self.check_eval()
+
+    def check_eval(self) -> None:
+        if self.eval.metrics and self.data.eval is None and self.data.eval_fraction is None:
+            raise ValueError(
+                "eval.metrics: generation metrics need eval data: set data.eval or data.eval_fraction"
+            )
+        generate = self.eval.generate
+        for name in ("max_new_tokens", "num_samples", "batch_size"):
+            if getattr(generate, name) < 1:
+                raise ValueError(
+                    f"eval.generate.{name}: expected an integer >= 1, got {getattr(generate, name)}"
+                )
+        if generate.temperature <= 0:
+            raise ValueError(f"eval.generate.temperature: expected a number > 0, got {generate.temperature}")

@@ -7,19 +7,21 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from rfcli.config.callables import check_reward_signature, resolve_callable
+from rfcli.config.callables import check_metric_signature, check_reward_signature, resolve_callable
 from rfcli.config.errors import ConfigError, did_you_mean
-from rfcli.config.schema import DataSource, ExperimentConfig
+from rfcli.config.schema import DataSource, ExperimentConfig, metric_key
 
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def validate_run_config(config: ExperimentConfig) -> None:
     """Everything that would otherwise fail later, inside a worker, after other runs began training."""
+    from rfcli.models.tiny import check_builtin_source
     from rfcli.trainers.arguments import training_arguments
 
     with tempfile.TemporaryDirectory() as scratch:
         training_arguments(config, output_dir=scratch)
+    check_builtin_source(config.model.name)
     if config.lora is not None:
         validate_lora(config.lora)
         if config.trainer == "grpo" and config.training.get("beta", 0.0):
@@ -37,6 +39,23 @@ def validate_run_config(config: ExperimentConfig) -> None:
     for index, reward in enumerate(config.rewards):
         key = f"rewards[{index}].function"
         check_reward_signature(resolve_callable(reward.function, key), reward.function, key)
+    validate_metrics(config.eval.metrics)
+
+
+def validate_metrics(specs: list[str]) -> None:
+    """Each generation metric imports, takes keywords, and logs under a name of its own."""
+    logged_as: dict[str, str] = {}
+    for index, spec in enumerate(specs):
+        key = f"eval.metrics[{index}]"
+        check_metric_signature(resolve_callable(spec, key), spec, key)
+        name = metric_key(spec)
+        if name in logged_as:
+            raise ConfigError(
+                f"'{spec}' and '{logged_as[name]}' would both be logged as {name}: "
+                "list each metric once, and give functions of the same name in two modules other names",
+                key=key,
+            )
+        logged_as[name] = spec
 
 
 def validate_lora(lora: dict[str, object]) -> None:

@@ -124,6 +124,7 @@ class Worker:
     def _start_session(self, order: TrainChunk) -> RunSession:
         from rfcli.config.plan import to_typed_config
         from rfcli.trainers.build import build_trainer
+        from rfcli.trainers.generation_eval import generation_metrics
         from rfcli.trainers.session import RunSession
 
         config = to_typed_config(order.config)
@@ -133,7 +134,10 @@ class Worker:
         trainer = build_trainer(
             config, model, self.host.tokenizer(config.model), train, evaluation, str(output_dir)
         )
-        session = RunSession(trainer, config.num_chunks, activate, resume_from=order.checkpoint)
+        generation = generation_metrics(config, self.host.tokenizer(config.model), evaluation)
+        session = RunSession(
+            trainer, config.num_chunks, activate, resume_from=order.checkpoint, generation=generation
+        )
         self.sessions[order.run_id] = session
         return session
 

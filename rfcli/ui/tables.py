@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from rfcli.config.schema import metric_key
 from rfcli.store.database import RUN_STATES, EventRecord, ExperimentStore, RunRecord
 
 LOG_WIDTH = 160
@@ -59,6 +60,9 @@ def status_view(
     table.add_column("step", justify="right")
     table.add_column("loss", justify="right")
     table.add_column("eval loss", justify="right")
+    generated = generation_metric_keys(runs, latest)
+    for key in generated:
+        table.add_column(key, justify="right")
     table.add_column("steps/s", justify="right")
     for run in runs:
         metrics = latest.get(run.id, {})
@@ -70,6 +74,7 @@ def status_view(
             f"{run.global_step}" if run.max_steps is None else f"{run.global_step}/{run.max_steps}",
             format_metric(metrics.get("loss")),
             format_metric(metrics.get("eval_loss")),
+            *(format_metric(metrics.get(key)) for key in generated),
             format_metric(metrics.get("rf/steps_per_second")),
             style="reverse" if run.id == selected else None,
         )
@@ -78,6 +83,17 @@ def status_view(
         lines.append(Text("recent events", style="bold"))
         lines.extend(event_line(event) for event in reversed(events))
     return Group(*lines)
+
+
+def generation_metric_keys(runs: list[RunRecord], latest: dict[int, dict[str, float]]) -> list[str]:
+    """The results of the runs' `eval.metrics` logged so far, in config order: a column each."""
+    keys: list[str] = []
+    for run in runs:
+        for spec in (run.config.get("eval") or {}).get("metrics") or []:
+            prefix = metric_key(spec)
+            logged = (key for key in latest.get(run.id, {}) if key == prefix or key.startswith(f"{prefix}/"))
+            keys.extend(key for key in logged if key not in keys)
+    return keys
 
 
 def state_counts(runs: list[RunRecord]) -> str:
