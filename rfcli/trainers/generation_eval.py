@@ -113,10 +113,13 @@ class GenerationMetrics:
         completions: list[str] = []
         try:
             with torch.no_grad():
-                for batch in self.batches:
-                    inputs = batch.to(model.device)
-                    output = model.generate(**inputs, **self.settings)  # type: ignore[operator]
-                    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+                for batch in self.batches:  # ids and mask only: generate refuses token_type_ids
+                    prompt_ids = batch["input_ids"].to(model.device)
+                    mask = batch["attention_mask"].to(model.device)
+                    output = model.generate(  # type: ignore[operator]
+                        input_ids=prompt_ids, attention_mask=mask, **self.settings
+                    )
+                    new_tokens = output[:, prompt_ids.shape[1] :]
                     completions.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
         finally:
             model.train(training)
