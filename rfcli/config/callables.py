@@ -38,8 +38,7 @@ def resolve_callable(spec: str, key: str) -> Callable[..., Any]:
 def check_reward_signature(function: Callable[..., Any], spec: str, key: str) -> None:
     """GRPO calls rewards with keywords prompts, completions, completion_ids, trainer_state and every
     data column, so a reward must take **kwargs for whatever it does not name."""
-    parameters = inspect.signature(function).parameters.values()
-    if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+    if not takes_any_keyword(function):
         raise ConfigError(
             f"reward '{spec}' must accept TRL's keywords: define it as "
             "`def reward(completions, **kwargs) -> list[float]` (prompts, completion_ids, trainer_state "
@@ -89,3 +88,19 @@ def user_frame(error: BaseException) -> str | None:
             shown = os.path.relpath(filename) if filename.startswith(os.getcwd()) else filename
             return f"{shown}:{frame.lineno}"
     return None
+
+
+def check_metric_signature(function: Callable[..., Any], spec: str, key: str) -> None:
+    """Generation metrics are called with keywords prompts, completions, references and every data
+    column, so a metric must take **kwargs for whatever it does not name."""
+    if not takes_any_keyword(function):
+        raise ConfigError(
+            f"metric '{spec}' must accept keywords: define it as "
+            "`def metric(completions, references, **kwargs) -> float` (prompts and each data column "
+            "arrive as keywords too; a dict of floats logs one metric per key)",
+            key=key,
+        )
+
+
+def takes_any_keyword(function: Callable[..., Any]) -> bool:
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(function).parameters.values())

@@ -58,6 +58,32 @@ class RewardConfig:
 
 
 @dataclass
+class GenerateConfig:
+    """How completions are generated for `eval.metrics` at each chunk boundary."""
+
+    max_new_tokens: int = 32
+    num_samples: int = 32
+    """Generate for the first N eval rows: the same prompts for every run and every chunk."""
+    batch_size: int = 8
+    do_sample: bool = False
+    """Greedy by default; sampling draws from generators that are restored afterwards."""
+    temperature: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    metrics: list[str] = field(default_factory=list)
+    """`module:function` each, called at every chunk boundary with keywords prompts, completions
+    (the generated text), references and every data column; returns a float or a dict of floats."""
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+
+def metric_key(spec: str) -> str:
+    """What a metric function's result is logged as: `eval_<function>` (a dict adds `/<key>`)."""
+    return f"eval_{spec.rpartition(':')[2]}"
+
+
+@dataclass
 class SearchConfig:
     method: str = "grid"
     num_samples: int | None = None
@@ -129,6 +155,7 @@ class ExperimentConfig:
     training: dict[str, Any] = field(default_factory=dict)
     """Fields of TRL's `SFTConfig` / `DPOConfig` / `GRPOConfig`, checked against that class."""
     rewards: list[RewardConfig] = field(default_factory=list)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     num_chunks: int = 4
     seed: int = 42
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -152,6 +179,23 @@ class ExperimentConfig:
             problems.append(
                 f"data.eval_fraction: expected a number between 0 and 1, got {self.data.eval_fraction}"
             )
+        problems.extend(self.eval_problems())
         if problems:
             raise ValueError("\n".join(problems))
         self.experiments_dir = os.path.expanduser(self.experiments_dir)
+
+    def eval_problems(self) -> list[str]:
+        problems = []
+        if self.eval.metrics and self.data.eval is None and self.data.eval_fraction is None:
+            problems.append(
+                "eval.metrics: generation metrics need eval data: set data.eval or data.eval_fraction"
+            )
+        generate = self.eval.generate
+        for name in ("max_new_tokens", "num_samples", "batch_size"):
+            if getattr(generate, name) < 1:
+                problems.append(
+                    f"eval.generate.{name}: expected an integer >= 1, got {getattr(generate, name)}"
+                )
+        if generate.temperature <= 0:
+            problems.append(f"eval.generate.temperature: expected a number > 0, got {generate.temperature}")
+        return problems

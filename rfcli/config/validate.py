@@ -12,21 +12,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rfcli.config.callables import check_reward_signature, resolve_callable
+from rfcli.config.callables import check_metric_signature, check_reward_signature, resolve_callable
 from rfcli.config.errors import ConfigError, did_you_mean
 from rfcli.config.fields import LORA_FIELDS, field_errors
 from rfcli.config.kinds import kind_errors
-from rfcli.config.schema import FILE_FORMATS, DataSource, ExperimentConfig
+from rfcli.config.schema import FILE_FORMATS, DataSource, ExperimentConfig, metric_key
 from rfcli.config.training import training_arguments, training_errors
 
 
 def run_config_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
     """Everything that would otherwise fail later, inside a worker, after other runs began training."""
+    from rfcli.models.tiny import check_builtin_source
+
     training = list(training_errors(config))
     yield from training
     if not training:  # TRL's own checks, once rf's pass
         with tempfile.TemporaryDirectory() as scratch:
             yield from _caught(training_arguments, config, scratch)
+    yield from _caught(check_builtin_source, config.model.name)
     if config.lora is not None:
         yield from lora_errors(config.lora)
     yield from kind_errors(config)
@@ -37,6 +40,23 @@ def run_config_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
         yield from _caught(resolve_callable, config.data.formatting, "data.formatting")
     for index, reward in enumerate(config.rewards):
         yield from _caught(validate_reward, reward.function, f"rewards[{index}].function")
+    yield from _caught(validate_metrics, config.eval.metrics)
+
+
+def validate_metrics(specs: list[str]) -> None:
+    """Each generation metric imports, takes keywords, and logs under a name of its own."""
+    logged_as: dict[str, str] = {}
+    for index, spec in enumerate(specs):
+        key = f"eval.metrics[{index}]"
+        check_metric_signature(resolve_callable(spec, key), spec, key)
+        name = metric_key(spec)
+        if name in logged_as:
+            raise ConfigError(
+                f"'{spec}' and '{logged_as[name]}' would both be logged as {name}: "
+                "list each metric once, and give functions of the same name in two modules other names",
+                key=key,
+            )
+        logged_as[name] = spec
 
 
 def _caught(check: Callable[..., Any], *args: Any) -> Iterator[ConfigError]:

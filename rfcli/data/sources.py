@@ -37,6 +37,8 @@ def load_run_data(config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:
     check_columns(train, config.trainer, "data.train")
     if evaluation is not None:
         check_columns(evaluation, config.trainer, "data.eval" if data.eval is not None else "data.train")
+        if config.eval.metrics:
+            check_prompt_columns(evaluation)
     return train, evaluation
 
 
@@ -190,3 +192,18 @@ def check_text_column(dataset: Dataset, column: str, key: str) -> None:
         f"column '{column}' holds {feature.dtype} values, e.g. {dataset[0][column]!r}; it must hold {wanted}",
         key=key,
     )
+
+
+PROMPT_COLUMNS = ("prompt", "messages")
+"""What generation metrics complete: a row's prompt, or its conversation up to the last answer."""
+
+
+def check_prompt_columns(dataset: Dataset) -> None:
+    found = dataset.column_names
+    if not set(PROMPT_COLUMNS) & set(found):
+        raise ConfigError(
+            "generation metrics complete each eval row's 'prompt' or 'messages'; the eval data has "
+            f"{', '.join(repr(column) for column in found) or 'no columns'}. Set data.formatting to a "
+            "function that returns prompt/completion rows",
+            key="eval.metrics",
+        )

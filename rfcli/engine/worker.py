@@ -135,6 +135,7 @@ class Worker:
     def _start_session(self, order: TrainChunk) -> RunSession:
         from rfcli.config.plan import to_typed_config
         from rfcli.trainers.build import build_trainer
+        from rfcli.trainers.generation_eval import generation_metrics
         from rfcli.trainers.session import RunSession
 
         config = to_typed_config(order.config)
@@ -149,7 +150,10 @@ class Worker:
             str(self.layout.checkpoints(order.run_id)),
             reference_folder=self.layout.reference_logps,
         )
-        session = RunSession(trainer, config.num_chunks, activate, resume_from=order.checkpoint)
+        generation = generation_metrics(config, self.host.tokenizer(config.model), evaluation)
+        session = RunSession(
+            trainer, config.num_chunks, activate, resume_from=order.checkpoint, generation=generation
+        )
         self.sessions[order.run_id] = session
         self._report_progress(trainer, session, order.run_id)
         return session

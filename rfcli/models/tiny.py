@@ -1,8 +1,9 @@
-"""Built-in tiny models (`rf-tiny`, `rf-tiny-math`, `rf-small`) so rf trains end to end with no network.
+"""Built-in models so rf trains end to end with no network: tiny ones (`rf-tiny`, `rf-tiny-math`,
+`rf-small`) and one real pretrained model (`rf-smollm2`, see `smollm2.py`).
 
-No real causal LM ships in a PyPI package, so each one is a random-init Llama-shaped model with a
-byte-level BPE tokenizer trained here on a fixed English corpus. Built once (about a second), cached
-under `$RF_CACHE_DIR/models/<name>`, then loaded like any saved model with `from_pretrained`.
+Each tiny model is a random-init Llama-shaped model with a byte-level BPE tokenizer trained here on
+a fixed English corpus. Every built-in is built once (a tiny one in about a second), cached under
+`$RF_CACHE_DIR/models/<name>`, then loaded like any saved model with `from_pretrained`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rfcli.models import smollm2
 from rfcli.models.arithmetic import pretrain_arithmetic
 
 if TYPE_CHECKING:
@@ -72,7 +74,13 @@ CHAT_TEMPLATE = (
 
 
 def is_builtin(name: str) -> bool:
-    return name in BUILTIN_MODELS
+    return name in BUILTIN_MODELS or name == smollm2.NAME
+
+
+def check_builtin_source(name: str) -> None:
+    """Fails at plan time when a built-in is neither cached nor buildable (rf-smollm2 needs its package)."""
+    if name == smollm2.NAME and not (cache_dir() / "models" / name).is_dir():
+        smollm2.gguf_path()
 
 
 def cache_dir() -> Path:
@@ -88,7 +96,10 @@ def builtin_model_path(name: str) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
     try:
-        build_model(BUILTIN_MODELS[name], scratch)
+        if name == smollm2.NAME:
+            smollm2.build_smollm2(scratch)
+        else:
+            build_model(BUILTIN_MODELS[name], scratch)
         try:
             scratch.rename(folder)
         except OSError:

@@ -3,7 +3,8 @@
 The Trainer's own loop (data order, gradient accumulation, learning-rate schedule, logging) runs
 once per run and is never rebuilt: between chunks the run waits inside its loop, so giving it the
 next turn costs an adapter switch and an RNG restore. At each boundary the run logs, evaluates and
-saves a checkpoint before it parks, so a crash loses at most the chunk in flight.
+saves a checkpoint before it parks, so a crash loses at most the chunk in flight. Evaluating includes
+the generation metrics of `eval.metrics`, when the config names any.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from rfcli.trainers.chunking import chunk_boundaries, steps_per_epoch
+from rfcli.trainers.generation_eval import GenerationMetrics
 from rfcli.trainers.rng import RngState, capture_rng, restore_rng
 
 MetricRow = tuple[int, str, float]
@@ -50,10 +52,17 @@ class NonFiniteLossError(FloatingPointError):
 class ChunkBoundaries(TrainerCallback):
     """Turns the Trainer's loop into chunks: log, evaluate and save at each boundary, then park."""
 
-    def __init__(self, session: RunSession, num_chunks: int, evaluate: bool) -> None:
+    def __init__(
+        self,
+        session: RunSession,
+        num_chunks: int,
+        evaluate: bool,
+        generation: GenerationMetrics | None = None,
+    ) -> None:
         self.session = session
         self.num_chunks = num_chunks
         self.evaluate = evaluate
+        self.generation = generation
         self.boundaries: list[int] = []
         self.rng_before_eval: RngState | None = None
         self.save_started = 0.0
@@ -80,6 +89,8 @@ class ChunkBoundaries(TrainerCallback):
     ) -> None:
         """Evaluation draws from the generators; undo that, so evaluating at chunk boundaries leaves
         the training identical to a run that never stopped."""
+        if self.generation is not None:
+            self.session.collect(state.global_step, self.generation.score(kwargs["model"]))
         if self.rng_before_eval is not None:
             restore_rng(self.rng_before_eval)
             self.rng_before_eval = None
@@ -135,11 +146,13 @@ class RunSession:
         num_chunks: int,
         activate: Callable[[], None],
         resume_from: str | None = None,
+        generation: GenerationMetrics | None = None,
     ) -> None:
         self.trainer = trainer
         self.activate = activate
         self.resume_from = resume_from
-        self._chunks = ChunkBoundaries(self, num_chunks, evaluate=trainer.eval_dataset is not None)
+        evaluate = trainer.eval_dataset is not None
+        self._chunks = ChunkBoundaries(self, num_chunks, evaluate, generation)
         trainer.add_callback(self._chunks)
         self.global_step: int | None = None
         """The step the run is parked at (None before its first chunk and after it ended)."""

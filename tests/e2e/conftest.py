@@ -99,14 +99,24 @@ def write_sweep() -> Callable[..., Path]:
     return write
 
 
+GENERATION_METRICS = {
+    "metrics": ["recipes.qa_metrics:token_f1"],
+    "generate": {"max_new_tokens": 8, "num_samples": 8, "do_sample": True},
+}
+"""Sampled, so generating draws from the random generators that training uses too."""
+
+
 @pytest.fixture(scope="module")
 def trained_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The four-run sweep trained once by `rf run` with one worker: (config file, experiment folder).
+    It scores generation metrics at every chunk boundary.
 
     Shared by the tests of one module: later tests train variants of it (other chunk counts, two
     workers) and compare their runs to these."""
     folder = tmp_path_factory.mktemp("sweep")
     experiments = folder / "experiments"
-    config = write_yaml(folder / "sweep.yaml", sweep_config(experiments, "sweep"))
+    config = write_yaml(
+        folder / "sweep.yaml", {**sweep_config(experiments, "sweep"), "eval": GENERATION_METRICS}
+    )
     run_rf("run", config, expect=0)
     return config, experiments / "sweep"

@@ -117,6 +117,7 @@ def test_sweep_trains_every_run_to_its_last_step(trained_sweep: Sweep) -> None:
     losses = stored_series(folder, "loss")
     learning_rates = stored_series(folder, "learning_rate")
     eval_losses = stored_series(folder, "eval_loss")
+    token_f1 = stored_series(folder, "eval_token_f1")
 
     assert len(runs) == 4
     assert {(run.config["training"]["learning_rate"], run.config["lora"]["r"]) for run in runs} == {
@@ -139,6 +140,8 @@ def test_sweep_trains_every_run_to_its_last_step(trained_sweep: Sweep) -> None:
         # One epoch cut into 4 chunks of whole steps: chunk k ends at step max_steps * k // 4.
         boundaries = {run.max_steps * chunk // 4 for chunk in range(1, 5)}
         assert eval_losses[run.id].keys() == boundaries, f"run {run.id}: eval_loss steps"
+        assert token_f1[run.id].keys() == boundaries, f"run {run.id}: eval_token_f1 steps"
+        assert all(0 <= score <= 1 for score in token_f1[run.id].values())
         assert run.checkpoint is not None
         checkpoint = Path(run.checkpoint)
         assert checkpoint.is_dir() and checkpoint.is_relative_to(folder)
@@ -171,6 +174,7 @@ def test_sweep_is_mirrored_in_mlflow(trained_sweep: Sweep) -> None:
         assert int(params["num_chunks"]) == 4
         steps = mlflow_step_counts(tracker, mlflow_run)
         assert steps["loss"] == list(range(1, run.global_step + 1))
+        assert steps["eval_token_f1"] == steps["eval_loss"]
         for key, logged_steps in steps.items():
             assert len(logged_steps) == len(set(logged_steps)), f"{key} logged twice at a step"
         history = dict(tracker.metric_history(mlflow_run.info.run_id, "loss"))
@@ -188,8 +192,10 @@ def test_status_shows_every_run_completed(trained_sweep: Sweep, rf: RunRf) -> No
         assert run["chunks_done"] == run["total_chunks"] == 4
         assert math.isfinite(run["latest_metrics"]["loss"])
         assert math.isfinite(run["latest_metrics"]["eval_loss"])
+        assert 0 <= run["latest_metrics"]["eval_token_f1"] <= 1
 
     table = rf("status", "--dir", folder.parent, expect=0).stdout
+    assert "eval_token_f1" in table
     assert "4 runs" in table and "4 completed" in table
     assert table.count("completed") >= 5  # one per run, and the counts line
     assert table.count("4/4") == 4
@@ -219,6 +225,7 @@ def test_running_a_finished_sweep_again_changes_nothing(trained_sweep: Sweep, rf
 
 
 def test_training_in_chunks_matches_training_in_one_go(trained_sweep: Sweep, rf: RunRf) -> None:
+    """With generation metrics sampled at every boundary of the chunked runs and at the end of both."""
     config, chunked = trained_sweep
     # Runs 1 and 2 of the sweep (rank 4), trained without chunk boundaries, one after the other.
     rf("run", config, "name=sweep-one-chunk", "num_chunks=1", "lora.r=4", expect=0)
@@ -239,6 +246,15 @@ def test_training_in_chunks_matches_training_in_one_go(trained_sweep: Sweep, rf:
             if settings in expected
         }
         assert_same_series(expected, actual, key)
+    # Both sample their last completions from the same generators, so they score the same.
+    last_scores = [
+        {
+            settings: values[max(values)]
+            for settings, values in series_by_settings(sweep, "eval_token_f1").items()
+        }
+        for sweep in (whole, chunked)
+    ]
+    assert last_scores[0].items() <= last_scores[1].items()
 
 
 def test_a_full_fine_tune_in_chunks_matches_one_in_one_go(trained_sweep: Sweep, rf: RunRf) -> None:
