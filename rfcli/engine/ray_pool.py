@@ -19,7 +19,7 @@ from typing import Any
 
 from rfcli.config.errors import ConfigError
 from rfcli.engine.messages import ReleaseRun, TrainChunk, WorkerReply
-from rfcli.engine.worker import Worker, start_worker
+from rfcli.engine.worker import Worker, describe_error, start_worker
 
 INSTALL_HINT = "pip install 'rfcli[ray]'"
 
@@ -91,6 +91,15 @@ class RayWorker:
     def close(self) -> None:
         if self.worker is not None:
             self.worker.close()
+
+
+def what_happened(error: Exception) -> str:
+    """One line: the worker's own error when its code raised, else Ray's first line."""
+    from ray.exceptions import RayTaskError
+
+    if isinstance(error, RayTaskError):
+        return describe_error(error.cause)
+    return str(error).splitlines()[0]
 
 
 # The shared folder check: the driver writes a token, each actor reads it and writes its answer.
@@ -176,12 +185,19 @@ class RayWorkerPool:
     def _check_probes(self, timeout: float | None) -> None:
         """The probes answered within `timeout` (None: all); a replacement's may answer later."""
         import ray
+        from ray.exceptions import RayError
 
         refs = list(self._probes)
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
         for ref in done:
             worker_id = self._probes.pop(ref)
-            home, answered = ray.get(ref)
+            try:
+                home, answered = ray.get(ref)
+            except RayError as error:
+                raise ConfigError(
+                    f"worker {worker_id} could not start as a Ray actor ({what_happened(error)}): every "
+                    "node needs the Python environment of rf run, with rfcli installed"
+                ) from None
             self.workers[worker_id].home = home
             check_probe_answer(self.experiment, self.token, worker_id, home, answered)
 
@@ -198,7 +214,7 @@ class RayWorkerPool:
     def replies(self, timeout: float) -> list[WorkerReply]:
         """Every answer that arrives within `timeout` seconds (waits for the first one only)."""
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayError
 
         if self._probes:
             self._check_probes(timeout=0)
@@ -214,8 +230,8 @@ class RayWorkerPool:
             worker_id = self._chunks.pop(ref)
             try:
                 replies.append(ray.get(ref))
-            except RayActorError as error:
-                self._dead[worker_id] = f"its Ray actor died: {str(error).splitlines()[0]}"
+            except RayError as error:  # killed, out of memory, its node lost, or torch failed to load
+                self._dead[worker_id] = f"its Ray actor failed: {what_happened(error)}"
         return replies
 
     def dead_workers(self) -> dict[int, str]:
