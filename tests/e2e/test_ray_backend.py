@@ -106,7 +106,9 @@ def test_ray_actors_train_the_same_steps_as_local_workers(sweeps: tuple[Path, Pa
     run_rf("run", config, "name=ray-local", "--backend", "ray", "--workers", "2", expect=0)
     folder = experiments / "ray-local"
 
-    assert started_detail(folder).startswith("2 Ray actor(s) on 1 node(s): worker 0 on node ")
+    detail = started_detail(folder)
+    assert detail.startswith("2 Ray actor(s) on 1 node(s): worker 0 on node "), detail
+    assert detail.count(", 127.0.0.1), pid ") == 2, "the Ray that rf run starts binds to 127.0.0.1"
     assert most_runs_training_at_once(folder) == 2
     assert set().union(*workers_by_run(folder).values()) == {0, 1}
     assert_same_losses_as_local(experiments / "local", folder)
