@@ -6,9 +6,10 @@ trained by each backend with two workers.
 Ray: `ray.init` of a Ray for this machine alone (as `rf run --backend ray` starts it: 127.0.0.1, no
 dashboard) and `ray.shutdown`, timed in this process. The sweep: `configs/quickstart.yaml` (with the
 overrides given, e.g. `data.train.select=800` for a shorter one) trained by `rf run --workers 2` and
-by `rf run --backend ray --workers 2`, one after the other in fresh experiment folders; wall time of
-each `rf run` (imports, start-up and model loads included), and the largest relative difference of
-their per-step losses. The CPU may be shared: the load average is printed before and after.
+by `rf run --backend ray --workers 2`, one after the other (`--first` says which: the first also
+fills caches) in fresh experiment folders; wall time of each `rf run` (imports, start-up and model
+loads included), and the largest relative difference of their per-step losses. The CPU may be
+shared: the load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -81,11 +82,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the quickstart sweep")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rf-ray-backend"))
+    parser.add_argument("--first", choices=list(BACKENDS), default="local", help="which trains first")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     load_before = os.getloadavg()[0]
     up, down = ray_start_and_stop()
-    totals = {backend: train(backend, args.out, args.overrides) for backend in BACKENDS}
+    order = sorted(BACKENDS, key=lambda backend: backend != args.first)
+    totals = {backend: train(backend, args.out, args.overrides) for backend in order}
     load_after = os.getloadavg()[0]
     difference = largest_relative_difference(losses(args.out / "local"), losses(args.out / "ray"))
 
