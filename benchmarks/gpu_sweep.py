@@ -3,7 +3,8 @@ config alone, with aggregate tokens/s, swap time per chunk boundary and GPU util
 
     python benchmarks/gpu_sweep.py --model TinyLlama/TinyLlama-1.1B-Chat-v1.0 --steps 64
 
-`--model` takes a hub name or a local folder. rf starts one worker per visible GPU. Figures:
+`--model` takes a hub name or a local folder. rf starts one worker per visible GPU (`--backend ray`:
+one Ray actor per GPU; give each backend its own `--out`). Figures:
 - tokens/s: training tokens of all runs (TRL's `num_tokens` at each run's last step, summed) over
   the wall time of the whole `rf run`, model loading included.
 - swap per boundary: `rf/save_seconds`, the checkpoint write at each chunk boundary (the adapter
@@ -64,7 +65,7 @@ def sample_gpu(samples: list[float], stop: threading.Event) -> None:
         stop.wait(0.5)
 
 
-def measure(config: dict[str, Any], folder: Path) -> dict[str, float]:
+def measure(config: dict[str, Any], folder: Path, backend: str) -> dict[str, float]:
     path = folder / f"{config['name']}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     samples: list[float] = []
@@ -72,7 +73,8 @@ def measure(config: dict[str, Any], folder: Path) -> dict[str, float]:
     sampler = threading.Thread(target=sample_gpu, args=(samples, stop), daemon=True)
     sampler.start()
     started = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "rf"), "run", str(path)], check=True)
+    rf = str(Path(sys.executable).parent / "rf")
+    subprocess.run([rf, "run", str(path), "--backend", backend], check=True)
     seconds = time.perf_counter() - started
     stop.set()
     store = ExperimentStore(Path(config["experiments_dir"]) / config["name"] / "state.db")
@@ -99,12 +101,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--num-chunks", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("/tmp/rf-gpu-sweep"))
+    parser.add_argument("--backend", choices=["local", "ray"], default="local", help="as for rf run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| configs | wall time (s) | tokens/s (all runs) | swap median / max (ms) | GPU utilization |")
     print("|---:|---:|---:|---:|---:|")
     for configs in (1, 4, 8):
-        result = measure(sweep_config(args.model, configs, args.steps, args.num_chunks, args.out), args.out)
+        config = sweep_config(args.model, configs, args.steps, args.num_chunks, args.out)
+        result = measure(config, args.out, args.backend)
         swap = f"{result['swap_ms_median']:.0f} / {result['swap_ms_max']:.0f}"
         print(
             f"| {configs} | {result['seconds']:.0f} | {result['tokens_per_second']:,.0f} | {swap} | "

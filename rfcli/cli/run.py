@@ -2,26 +2,53 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from rfcli.cli.plan import ConfigArgument, OverridesArgument
+from rfcli.errors import UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from rfcli.config.plan import RunPlan
+    from rfcli.engine.pool import Pool
+
+
+class Backend(StrEnum):
+    local = "local"
+    ray = "ray"
+
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="CPU worker processes (default: one per GPU, or 1 without a GPU)."),
+    typer.Option("--workers", min=1, help="CPU workers (default: one per GPU, or 1 without a GPU)."),
+]
+BackendOption = Annotated[
+    Backend,
+    typer.Option(
+        "--backend", help="local: worker processes here; ray: Ray actors, here or on a cluster (--address)."
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="The Ray cluster to run on ('auto': the one this node is in); default: a Ray for this machine.",
+    ),
 ]
 
 
 def run_command(
-    config: ConfigArgument, overrides: OverridesArgument = None, workers: WorkersOption = None
+    config: ConfigArgument,
+    overrides: OverridesArgument = None,
+    workers: WorkersOption = None,
+    backend: BackendOption = Backend.local,
+    address: AddressOption = None,
 ) -> None:
     """Train every configuration of CONFIG together, chunk by chunk, with a live table.
 
@@ -37,6 +64,7 @@ def run_command(
     from rfcli.store.lock import ExperimentLock
     from rfcli.ui.tables import output_console
 
+    check_backend(backend, address)
     console = output_console()
     named = named_folder(config, overrides or [])
     lock = ExperimentLock(ExperimentLayout(named).lock_file, "rf run") if named is not None else None
@@ -49,18 +77,19 @@ def run_command(
         if lock is None or not lock.held:
             lock = ExperimentLock(ExperimentLayout(folder).lock_file, "rf run")
             lock.acquire()
-        train(run_plan, workers, console)
+        train(run_plan, console, backend, workers, address)
     finally:
         if lock is not None:
             lock.release()
 
 
-def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
+def train(
+    run_plan: RunPlan, console: Console, backend: Backend, workers: int | None, address: str | None
+) -> None:
     """Open the experiment (this process holds its lock) and train until no run can go on."""
     from rfcli.engine.control import mirror_deferred
     from rfcli.engine.controller import Controller
     from rfcli.engine.experiment import open_experiment
-    from rfcli.engine.pool import WorkerPool, visible_devices
     from rfcli.ui.live import LiveView
     from rfcli.ui.tables import experiment_view
 
@@ -71,7 +100,7 @@ def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
         console.print(experiment_view(experiment.store, experiment.folder))
         console.print("nothing left to train: every run is completed, stopped, failed or deleted")
         return
-    pool = WorkerPool(experiment.folder, visible_devices(workers))
+    pool = start_workers(experiment.folder, backend, workers, address)
     with LiveView(experiment.store, experiment.folder, console) as view:
         controller = Controller(experiment.store, experiment.tracker, pool, view.announce)
         view.progress = controller.progress
@@ -90,3 +119,22 @@ def train(run_plan: RunPlan, workers: int | None, console: Console) -> None:
     if failed:
         console.print(f"[red]failed runs: {', '.join(map(str, failed))}[/] (see `rf status`)")
         raise typer.Exit(1)
+
+
+def check_backend(backend: Backend, address: str | None) -> None:
+    if backend is Backend.ray:
+        from rfcli.engine.ray_pool import require_ray
+
+        require_ray()
+    elif address is not None:
+        raise UserError("--address names a Ray cluster: it needs --backend ray")
+
+
+def start_workers(folder: Path, backend: Backend, workers: int | None, address: str | None) -> Pool:
+    if backend is Backend.ray:
+        from rfcli.engine.ray_pool import RayWorkerPool
+
+        return RayWorkerPool(folder, workers, address)
+    from rfcli.engine.pool import WorkerPool, visible_devices
+
+    return WorkerPool(folder, visible_devices(workers))

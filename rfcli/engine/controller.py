@@ -17,7 +17,7 @@ from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier, mirror_command
 from rfcli.engine.judging import Judge
 from rfcli.engine.messages import ChunkDone, ChunkFailed, ChunkProgress, ReleaseRun, TrainChunk, WorkerReply
-from rfcli.engine.pool import WorkerPool
+from rfcli.engine.pool import Pool
 from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
@@ -42,7 +42,7 @@ class Controller:
         self,
         store: ExperimentStore,
         tracker: MlflowTracker,
-        pool: WorkerPool,
+        pool: Pool,
         announce: Callable[[str], None],
     ) -> None:
         self.store = store
@@ -60,10 +60,12 @@ class Controller:
         """The experiment's policy (sha, asha, pbt), if any: decides after each recorded chunk."""
         self.progress = LiveProgress()
         """Each training run's place inside its chunk, for the live table."""
+        self.lost_at: dict[int, int] = {}
+        """Runs whose worker died under them: the chunk count they had recorded then."""
 
     def run(self, refresh: Callable[[], None]) -> None:
         """Train until no run can make progress; `refresh` redraws the view between replies."""
-        self.store.add_event(None, "started", cause="rf run", detail=f"{len(self.pool.workers)} worker(s)")
+        self.store.add_event(None, "started", cause="rf run", detail=self.pool.describe())
         self.recover()
         self.decide()  # a decision a killed rf run did not get to record
         self.steer_and_dispatch()  # commands that came while rf run was away may give it work
@@ -131,7 +133,7 @@ class Controller:
             self.pool.send(parked[0], ReleaseRun(run.id))
         if run.mlflow_run_id is None:
             self.start_mlflow_run(run)
-        self.store.set_state(run.id, "running", cause="scheduler", worker=worker)
+        self.store.set_state(run.id, "running", cause="scheduler", detail=f"worker {worker}", worker=worker)
         self.placement.busy[run.id] = worker
         self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
 
@@ -210,17 +212,27 @@ class Controller:
         self.announce(f"run {run_id}: failed: {error}")
 
     def check_workers(self) -> None:
-        """A worker that died (killed, out of memory) fails the run it was training and is replaced."""
-        for worker in self.pool.dead_workers():
-            code = self.pool.workers[worker].process.exitcode
+        """A worker that died (killed, out of memory, its node lost) is replaced, and the run it was
+        training goes back to its last recorded chunk; a run under which workers die twice at the
+        same chunk is the likely cause (out of memory) and fails."""
+        for worker, how in self.pool.dead_workers().items():
             for run_id, busy_on in list(self.placement.busy.items()):
                 if busy_on == worker:
                     del self.placement.busy[run_id]
-                    self.fail(run_id, f"worker {worker} died (exit code {code}) while training this run")
+                    self.lose_chunk(run_id, f"worker {worker} died ({how}) while training this run")
             for run_id, (parked_on, _) in list(self.placement.parked.items()):
                 if parked_on == worker:
                     del self.placement.parked[run_id]
             self.pool.restart(worker)
+
+    def lose_chunk(self, run_id: int, what: str) -> None:
+        run = self.store.run(run_id)
+        if self.lost_at.get(run_id) == run.chunks_done:
+            self.fail(run_id, f"{what}, twice at chunk {run.chunks_done + 1}")
+            return
+        self.lost_at[run_id] = run.chunks_done
+        self.store.set_state(run_id, "ready", cause="recovery", detail=what)
+        self.announce(f"run {run_id}: {what}; it trains chunk {run.chunks_done + 1} again")
 
     # MLflow mirrors the store.
 

@@ -1,20 +1,51 @@
-"""The worker processes: one per GPU, or `--workers N` on the CPU, all on the same code path."""
+"""The worker processes: one per GPU, or `--workers N` on the CPU, all on the same code path.
+
+`Pool` is what the controller needs of any backend: local processes here, Ray actors in
+`ray_pool`; both run `worker.Worker` and speak the messages of `messages`."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import queue
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rfcli.engine.messages import ReleaseRun, Shutdown, TrainChunk, WorkerReply
 from rfcli.engine.worker import worker_main
 
 WORKER_THREADS_ENV = "RF_WORKER_THREADS"
 """Torch threads per worker; by default the CPU cores divided among the workers."""
+
+
+class Pool(Protocol):
+    """Workers that take messages and answer them; one that dies is reported, then restarted."""
+
+    experiment: Path
+
+    @property
+    def workers(self) -> Sequence[Any]:
+        """One entry per worker, each with its `worker_id` (0, 1, ...)."""
+        ...
+
+    def describe(self) -> str:
+        """The workers and where they run, for the event that starts `rf run`."""
+        ...
+
+    def send(self, worker_id: int, message: TrainChunk | ReleaseRun) -> None: ...
+
+    def replies(self, timeout: float) -> list[WorkerReply]: ...
+
+    def dead_workers(self) -> dict[int, str]:
+        """{worker id: how it died} of the workers that died since their last restart."""
+        ...
+
+    def restart(self, worker_id: int) -> None: ...
+
+    def shutdown(self, timeout: float = 10.0) -> None: ...
 
 
 @dataclass
@@ -37,6 +68,9 @@ class WorkerPool:
         # spin-wait each other (measured 5x slower per step with 2 threads under a load of 12 on 2 cores).
         self.threads = int(os.environ.get(WORKER_THREADS_ENV, 0)) or max(1, cpus // len(devices))
         self.workers = [self._start(worker_id, device) for worker_id, device in enumerate(devices)]
+
+    def describe(self) -> str:
+        return f"{len(self.workers)} worker(s)"
 
     def _start(self, worker_id: int, device: str | None) -> WorkerHandle:
         inbox = self._context.Queue()
@@ -62,8 +96,12 @@ class WorkerPool:
         except queue.Empty:
             return replies
 
-    def dead_workers(self) -> list[int]:
-        return [handle.worker_id for handle in self.workers if not handle.process.is_alive()]
+    def dead_workers(self) -> dict[int, str]:
+        return {
+            handle.worker_id: f"exit code {handle.process.exitcode}"
+            for handle in self.workers
+            if not handle.process.is_alive()
+        }
 
     def restart(self, worker_id: int) -> None:
         handle = self.workers[worker_id]

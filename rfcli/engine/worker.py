@@ -39,23 +39,31 @@ def worker_main(
     worker_id: int, experiment: str, inbox: Queue, outbox: Queue, threads: int, device: str | None
 ) -> None:
     """Process entry point: serve the controller's messages until told to shut down."""
+    exit_with_parent()
+    worker = start_worker(worker_id, experiment, threads, device, report=outbox.put)
+    while not isinstance(message := inbox.get(), Shutdown):
+        reply = worker.handle(message)
+        if reply is not None:
+            outbox.put(reply)
+    worker.close()
+
+
+def start_worker(
+    worker_id: int,
+    experiment: str,
+    threads: int,
+    device: str | None,
+    report: Callable[[ChunkProgress], None] | None = None,
+) -> Worker:
+    """The worker of a local process or of a Ray actor, on its device with `threads` torch threads;
+    progress inside a chunk goes to `report` (a local process: the controller's queue)."""
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
-    exit_with_parent()
     quiet_libraries()
     import torch
 
     torch.set_num_threads(threads)
-    worker = Worker(worker_id, Path(experiment), report=outbox.put)
-    while True:
-        message = inbox.get()
-        if isinstance(message, Shutdown):
-            worker.close()
-            return
-        if isinstance(message, ReleaseRun):
-            worker.release(message.run_id)
-        elif isinstance(message, TrainChunk):
-            outbox.put(worker.train_chunk(message))
+    return Worker(worker_id, Path(experiment), report=report)
 
 
 def exit_with_parent() -> None:
@@ -98,6 +106,13 @@ class Worker:
         self.host: ModelHost = ModelHost()
         self.sessions: dict[int, RunSession] = {}
         self._data: dict[str, tuple[Dataset, Dataset | None]] = {}
+
+    def handle(self, message: TrainChunk | ReleaseRun) -> WorkerReply | None:
+        """One message from the controller; a chunk to train is answered, a release is not."""
+        if isinstance(message, ReleaseRun):
+            self.release(message.run_id)
+            return None
+        return self.train_chunk(message)
 
     def train_chunk(self, order: TrainChunk) -> WorkerReply:
         started = time.perf_counter()

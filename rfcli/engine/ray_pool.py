@@ -1,0 +1,256 @@
+"""The workers as Ray actors (`rf run --backend ray`): the same `Worker` and messages as the local
+processes, one actor per GPU of the cluster, or N actors sharing its cores.
+
+Only the driver (`rf run`) writes the store and MLflow. Actors read and write checkpoints in the
+experiment folder, which every node must see: each actor proves it with a probe file at start.
+Ray imports lazily, so `rf` runs without it unless this backend is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rfcli.engine.messages import ReleaseRun, TrainChunk, WorkerReply
+from rfcli.engine.worker import Worker, describe_error, start_worker
+from rfcli.errors import UserError
+
+INSTALL_HINT = "pip install 'rfcli[ray]'"
+
+
+def require_ray() -> None:
+    """Checked before anything is written: without Ray, say how to install it."""
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(f"--backend ray needs Ray, which is not installed here: {INSTALL_HINT}")
+
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at `address` ('auto': the one this node belongs to), or start a Ray for
+    this machine alone: its servers bind to 127.0.0.1, no dashboard. No usage statistics either way;
+    actors' output stays in Ray's logs, so it cannot tear through the live table."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's switch for a loopback-only node
+    import ray
+
+    options: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
+    if address is None:
+        ray.init(address="local", include_dashboard=False, **options)
+    else:
+        ray.init(address=address, **options)
+
+
+@dataclass(frozen=True)
+class ActorHome:
+    """Where an actor runs, in words a person finds it by."""
+
+    node_id: str
+    host: str
+    ip: str
+    pid: int
+
+    def __str__(self) -> str:
+        return f"node {self.node_id[:8]} ({self.host}, {self.ip}), pid {self.pid}"
+
+
+class RayWorker:
+    """One worker as an actor. Ray runs its calls one at a time in the order they were sent, as a
+    local worker reads its inbox; torch loads with the first message, so the probe answers at once."""
+
+    def __init__(self, worker_id: int, experiment: str, threads: int, folder: str) -> None:
+        if Path(folder).is_dir():
+            os.chdir(folder)  # relative data paths mean what they mean to `rf run`, as on the local backend
+        self.worker_id = worker_id
+        self.experiment = experiment
+        self.threads = threads
+        self.worker: Worker | None = None
+
+    def probe(self, token: str) -> tuple[ActorHome, bool]:
+        """Where this actor runs, and whether it sees the driver's probe file and can write beside it."""
+        import ray
+
+        home = ActorHome(
+            ray.get_runtime_context().get_node_id(),
+            socket.gethostname(),
+            ray.util.get_node_ip_address(),
+            os.getpid(),
+        )
+        return home, answer_probe(Path(self.experiment), token, self.worker_id)
+
+    def handle(self, message: TrainChunk | ReleaseRun) -> WorkerReply | None:
+        if self.worker is None:
+            self.worker = start_worker(self.worker_id, self.experiment, self.threads, None)
+        return self.worker.handle(message)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
+def what_happened(error: Exception) -> str:
+    """One line: the worker's own error when its code raised, else Ray's first line."""
+    from ray.exceptions import RayTaskError
+
+    if isinstance(error, RayTaskError):
+        return describe_error(error.cause)
+    return str(error).splitlines()[0]
+
+
+# The shared folder check: the driver writes a token, each actor reads it and writes its answer.
+
+
+def probe_file(experiment: Path, token: str) -> Path:
+    return experiment / f".shared-folder-probe-{token}"
+
+
+def answer_file(experiment: Path, token: str, worker_id: int) -> Path:
+    return probe_file(experiment, token).with_suffix(f".worker-{worker_id}")
+
+
+def answer_probe(experiment: Path, token: str, worker_id: int) -> bool:
+    try:
+        if probe_file(experiment, token).read_text(encoding="utf-8") != token:
+            return False
+        answer_file(experiment, token, worker_id).write_text(token, encoding="utf-8")
+    except OSError:
+        return False
+    return True
+
+
+def check_probe_answer(
+    experiment: Path, token: str, worker_id: int, home: ActorHome | str, answered: bool
+) -> None:
+    """The driver reads the actor's answer back; the error names the node that cannot see the folder."""
+    answer = answer_file(experiment, token, worker_id)
+    seen = answered and answer.is_file() and answer.read_text(encoding="utf-8") == token
+    answer.unlink(missing_ok=True)
+    if not seen:
+        raise UserError(
+            f"worker {worker_id} on {home} cannot see the experiment folder {experiment}: with Ray, "
+            "it must be on a filesystem that every node mounts at the same path (set experiments_dir)"
+        )
+
+
+@dataclass
+class ActorHandle:
+    worker_id: int
+    actor: Any
+    home: ActorHome | str = "a node not known yet"
+
+
+class RayWorkerPool:
+    """The `Pool` of Ray actors. A chunk sent is an actor call whose answer `replies` collects; an
+    actor that died (killed, out of memory, node lost) answers with Ray's error instead, and is
+    reported by `dead_workers` until `restart` starts a replacement."""
+
+    def __init__(self, experiment: Path, workers: int | None, address: str | None) -> None:
+        connect(address)  # first: how Ray starts depends on the environment it was imported in
+        import ray
+
+        self.experiment = experiment
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        count = workers or gpus or 1
+        cpus = resources.get("CPU", 1.0) / count
+        if gpus and workers is None:
+            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": min(1.0, cpus)}
+        else:  # actors share the cores, spread over the nodes
+            options = {"num_cpus": cpus, "scheduling_strategy": "SPREAD"}
+        self.actor_class = ray.remote(RayWorker).options(**options)
+        self.threads = max(1, int(cpus))
+        self.token = uuid.uuid4().hex
+        probe_file(experiment, self.token).write_text(self.token, encoding="utf-8")
+        self._chunks: dict[Any, int] = {}
+        """Each chunk in flight: the object ref of its answer -> the worker training it."""
+        self._probes: dict[Any, int] = {}
+        self._dead: dict[int, str] = {}
+        self.workers = [self._start(worker_id) for worker_id in range(count)]
+        try:
+            self._check_probes(timeout=None)
+        except UserError:
+            self.shutdown()
+            raise
+
+    def _start(self, worker_id: int) -> ActorHandle:
+        actor: Any = self.actor_class.remote(worker_id, str(self.experiment), self.threads, os.getcwd())
+        self._probes[actor.probe.remote(self.token)] = worker_id
+        return ActorHandle(worker_id, actor)
+
+    def _check_probes(self, timeout: float | None) -> None:
+        """The probes answered within `timeout` (None: all); a replacement's may answer later."""
+        import ray
+        from ray.exceptions import RayError
+
+        refs = list(self._probes)
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        for ref in done:
+            worker_id = self._probes.pop(ref)
+            try:
+                home, answered = ray.get(ref)
+            except RayError as error:
+                raise UserError(
+                    f"worker {worker_id} could not start as a Ray actor ({what_happened(error)}): every "
+                    "node needs the Python environment of rf run, with rfcli installed"
+                ) from None
+            self.workers[worker_id].home = home
+            check_probe_answer(self.experiment, self.token, worker_id, home, answered)
+
+    def describe(self) -> str:
+        nodes = {handle.home.node_id for handle in self.workers if isinstance(handle.home, ActorHome)}
+        placed = "; ".join(f"worker {handle.worker_id} on {handle.home}" for handle in self.workers)
+        return f"{len(self.workers)} Ray actor(s) on {len(nodes)} node(s): {placed}"
+
+    def send(self, worker_id: int, message: TrainChunk | ReleaseRun) -> None:
+        answer = self.workers[worker_id].actor.handle.remote(message)
+        if isinstance(message, TrainChunk):
+            self._chunks[answer] = worker_id
+
+    def replies(self, timeout: float) -> list[WorkerReply]:
+        """Every answer that arrives within `timeout` seconds (waits for the first one only)."""
+        import ray
+        from ray.exceptions import RayError
+
+        if self._probes:
+            self._check_probes(timeout=0)
+        refs = list(self._chunks)
+        if not refs:
+            time.sleep(timeout)
+            return []
+        done, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if done:
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        replies: list[WorkerReply] = []
+        for ref in done:
+            worker_id = self._chunks.pop(ref)
+            try:
+                replies.append(ray.get(ref))
+            except RayError as error:  # killed, out of memory, its node lost, or torch failed to load
+                self._dead[worker_id] = f"its Ray actor failed: {what_happened(error)}"
+        return replies
+
+    def dead_workers(self) -> dict[int, str]:
+        return dict(self._dead)
+
+    def restart(self, worker_id: int) -> None:
+        import ray
+
+        self._dead.pop(worker_id, None)
+        ray.kill(self.workers[worker_id].actor, no_restart=True)
+        self.workers[worker_id] = self._start(worker_id)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Chunks in flight finish within `timeout` (as on the local backend), then Ray lets go."""
+        import ray
+
+        closing = [handle.actor.close.remote() for handle in self.workers]
+        ray.wait(closing, num_returns=len(closing), timeout=timeout)
+        for handle in self.workers:
+            ray.kill(handle.actor, no_restart=True)
+        probe_file(self.experiment, self.token).unlink(missing_ok=True)
+        ray.shutdown()
