@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,19 +30,27 @@ def run_command(
     from rfcli.engine.controller import Controller
     from rfcli.engine.experiment import open_experiment, preflight_data
     from rfcli.engine.pool import WorkerPool, visible_devices
+    from rfcli.store.experiments import experiment_folder
     from rfcli.ui.live import LiveView
     from rfcli.ui.tables import experiment_view, output_console
 
     console = output_console()
     run_plan = compile_plan(config, overrides or [])
-    preflight_data(run_plan)
-    experiment = open_experiment(run_plan)
+    # Workers start first: their imports and model loading overlap the data check and MLflow's set-up.
+    first = run_plan.runs[0].config
+    pool = WorkerPool(experiment_folder(Path(first.experiments_dir), first.name), visible_devices(workers))
+    try:
+        preflight_data(run_plan)
+        experiment = open_experiment(run_plan)
+    except BaseException:
+        pool.shutdown(timeout=0)
+        raise
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():
+        pool.shutdown(timeout=0)
         console.print(experiment_view(experiment.store, experiment.folder))
         console.print("nothing left to train: every run is completed, stopped, failed or deleted")
         return
-    pool = WorkerPool(experiment.folder, visible_devices(workers))
     with LiveView(experiment.store, experiment.folder, console) as view:
         controller = Controller(experiment.store, experiment.tracker, pool, view.announce)
 

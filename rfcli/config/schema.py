@@ -42,6 +42,9 @@ class DataConfig:
     """Hold out this fraction of the training rows for evaluation when no eval source is given."""
     formatting: str | None = None
     """`module:function` turning one row into the trainer's columns (e.g. prompt/completion)."""
+    eval_rows: int | None = None
+    """Evaluate at chunk boundaries on this many rows of the eval set, drawn once with a fixed seed so
+    every run is scored on the same rows; None: on every row. Makes boundaries cheaper on a large set."""
 
 
 @dataclass
@@ -87,6 +90,12 @@ class ExperimentConfig:
         if self.data.eval_fraction is not None and not 0 < self.data.eval_fraction < 1:
             raise ValueError(
                 f"data.eval_fraction: expected a number between 0 and 1, got {self.data.eval_fraction}"
+            )
+        if self.data.eval_rows is not None and self.data.eval_rows < 1:
+            raise ValueError(f"data.eval_rows: expected an integer >= 1, got {self.data.eval_rows}")
+        if self.data.eval_rows is not None and self.data.eval is None and self.data.eval_fraction is None:
+            raise ValueError(
+                "data.eval_rows: there is no eval set to sample; set data.eval or data.eval_fraction"
             )
         if self.model.reference is not None and self.trainer != "dpo":
             raise ValueError(f"model.reference: only the dpo trainer uses one, not {self.trainer}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier
-from rfcli.engine.messages import ChunkDone, ChunkFailed, ReleaseRun, TrainChunk, WorkerReply
+from rfcli.engine.messages import ChunkDone, ChunkFailed, ChunkTrained, ReleaseRun, TrainChunk, WorkerReply
 from rfcli.engine.pool import WorkerPool
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import ExperimentStore, RunRecord
@@ -31,6 +31,12 @@ class Placement:
 
     busy: dict[int, int] = field(default_factory=dict)
     parked: dict[int, tuple[int, int]] = field(default_factory=dict)
+    saving: dict[int, int] = field(default_factory=dict)
+    """Runs whose chunk is trained, on the worker that is writing its checkpoint: not done yet."""
+
+    def in_flight(self) -> dict[int, int]:
+        """Runs whose chunk is not recorded yet: training, or its checkpoint being written."""
+        return {**self.saving, **self.busy}
 
 
 class Controller:
@@ -70,15 +76,15 @@ class Controller:
             refresh()
 
     def steer_and_dispatch(self) -> None:
-        for line in self.commands.apply_pending(busy=self.placement.busy):
+        for line in self.commands.apply_pending(busy=self.placement.in_flight()):
             self.announce(line)
         if not self.leaving:
             self.dispatch()
 
     def busy_or_schedulable(self) -> bool:
         if self.leaving:
-            return bool(self.placement.busy)
-        return bool(self.placement.busy) or any(run.state in SCHEDULABLE for run in self.store.runs())
+            return bool(self.placement.in_flight())
+        return bool(self.placement.in_flight()) or any(run.state in SCHEDULABLE for run in self.store.runs())
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
         if run.mlflow_run_id is not None and verb in ("stop", "resume"):
@@ -114,7 +120,7 @@ class Controller:
             for run in runs
         ]
         by_id = {run.id: run for run in runs}
-        for assignment in next_assignments(progress, free, set(self.placement.busy)):
+        for assignment in next_assignments(progress, free, set(self.placement.in_flight())):
             self.start_chunk(by_id[assignment.run_id], assignment.worker)
 
     def start_chunk(self, run: RunRecord, worker: int) -> None:
@@ -128,7 +134,15 @@ class Controller:
         self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
 
     def handle(self, reply: WorkerReply) -> None:
+        if isinstance(reply, ChunkTrained):
+            # The worker is free; the chunk is done once its checkpoint is (a ChunkDone can come first).
+            if self.placement.busy.pop(reply.run_id, None) is not None:
+                self.placement.saving[reply.run_id] = reply.worker
+                detail = f"chunk {reply.chunk_index}; its checkpoint is being written"
+                self.store.add_event(reply.run_id, "trained", cause="scheduler", detail=detail)
+            return
         self.placement.busy.pop(reply.run_id, None)
+        self.placement.saving.pop(reply.run_id, None)
         if isinstance(reply, ChunkFailed):
             self.store.add_metrics(reply.run_id, reply.metrics)
             self.unsynced.add(reply.run_id)
@@ -143,6 +157,7 @@ class Controller:
             (done.global_step, "rf/chunk_seconds", done.seconds),
             (done.global_step, "rf/setup_seconds", done.setup_seconds),
             (done.global_step, "rf/save_seconds", done.save_seconds),
+            (done.global_step, "rf/write_seconds", done.write_seconds),
             (done.global_step, "rf/steps_per_second", steps / done.seconds if done.seconds > 0 else 0.0),
         ]
         if before.total_chunks is None:
@@ -156,7 +171,9 @@ class Controller:
         )
         state = "completed" if done.finished else "ready"
         self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
-        if not done.finished:
+        if done.finished:
+            self.pool.send(done.worker, ReleaseRun(done.run_id))
+        else:
             self.placement.parked[done.run_id] = (done.worker, done.global_step)
         self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
@@ -175,9 +192,10 @@ class Controller:
         """A worker that died (killed, out of memory) fails the run it was training and is replaced."""
         for worker in self.pool.dead_workers():
             code = self.pool.workers[worker].process.exitcode
-            for run_id, busy_on in list(self.placement.busy.items()):
+            for run_id, busy_on in self.placement.in_flight().items():
                 if busy_on == worker:
-                    del self.placement.busy[run_id]
+                    self.placement.busy.pop(run_id, None)
+                    self.placement.saving.pop(run_id, None)
                     self.fail(run_id, f"worker {worker} died (exit code {code}) while training this run")
             for run_id, (parked_on, _) in list(self.placement.parked.items()):
                 if parked_on == worker:
@@ -224,9 +242,10 @@ class Controller:
     def shutdown(self) -> None:
         """On Ctrl-C: chunks in flight are lost, their runs resume from the last recorded chunk."""
         self.flush_mlflow()
-        for run_id in list(self.placement.busy):
+        for run_id in self.placement.in_flight():
             self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
         self.placement.busy.clear()
+        self.placement.saving.clear()
         self.pool.shutdown()
 
 
