@@ -89,18 +89,24 @@ def train(
     """Open the experiment (this process holds its lock) and train until no run can go on."""
     from rfcli.engine.control import mirror_deferred
     from rfcli.engine.controller import Controller
-    from rfcli.engine.experiment import open_experiment
+    from rfcli.engine.experiment import open_experiment, plan_folder
     from rfcli.ui.live import LiveView
     from rfcli.ui.tables import experiment_view
 
-    experiment = open_experiment(run_plan)
-    mirror_deferred(experiment.store, experiment.tracker)
+    # Workers start first: their imports and model loading overlap MLflow's set-up.
+    pool = start_workers(plan_folder(run_plan), backend, workers, address)
+    try:
+        experiment = open_experiment(run_plan)
+        mirror_deferred(experiment.store, experiment.tracker)
+    except BaseException:
+        pool.shutdown(timeout=0)
+        raise
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():
+        pool.shutdown(timeout=0)
         console.print(experiment_view(experiment.store, experiment.folder))
         console.print("nothing left to train: every run is completed, stopped, failed or deleted")
         return
-    pool = start_workers(experiment.folder, backend, workers, address)
     with LiveView(experiment.store, experiment.folder, console) as view:
         controller = Controller(experiment.store, experiment.tracker, pool, view.announce)
         view.progress = controller.progress

@@ -48,6 +48,9 @@ class DataConfig:
     """Hold out this fraction of the training rows for evaluation when no eval source is given."""
     formatting: str | None = None
     """`module:function` turning one row into the trainer's columns (e.g. prompt/completion)."""
+    eval_rows: int | None = None
+    """Evaluate at chunk boundaries on this many rows of the eval set, drawn once with a fixed seed so
+    every run is scored on the same rows; None: on every row. Makes boundaries cheaper on a large set."""
 
 
 @dataclass
@@ -178,6 +181,12 @@ class ExperimentConfig:
         if self.data.eval_fraction is not None and not 0 < self.data.eval_fraction < 1:
             problems.append(
                 f"data.eval_fraction: expected a number between 0 and 1, got {self.data.eval_fraction}"
+            )
+        if self.data.eval_rows is not None and self.data.eval_rows < 1:
+            problems.append(f"data.eval_rows: expected an integer >= 1, got {self.data.eval_rows}")
+        if self.data.eval_rows is not None and self.data.eval is None and self.data.eval_fraction is None:
+            problems.append(
+                "data.eval_rows: there is no eval set to sample; set data.eval or data.eval_fraction"
             )
         problems.extend(self.eval_problems())
         if problems:

@@ -34,6 +34,8 @@ def load_run_data(config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:
         evaluation = apply_formatting(evaluation, data.formatting) if evaluation is not None else None
     if evaluation is None and data.eval_fraction is not None:
         train, evaluation = split_off_eval(train, data.eval_fraction, config.seed)
+    if evaluation is not None and data.eval_rows is not None:
+        evaluation = eval_sample(evaluation, data.eval_rows)
     check_columns(train, config.trainer, "data.train")
     if evaluation is not None:
         check_columns(evaluation, config.trainer, "data.eval" if data.eval is not None else "data.train")
@@ -154,6 +156,17 @@ def split_off_eval(train: Dataset, fraction: float, seed: int) -> tuple[Dataset,
             f"cannot hold out {fraction} of {len(train)} rows: {error}", key="data.eval_fraction"
         ) from None
     return split["train"], split["test"]
+
+
+EVAL_SAMPLE_SEED = 0
+"""Fixed, not the run's seed: runs that search over `seed` are still scored on the same rows."""
+
+
+def eval_sample(evaluation: Dataset, rows: int) -> Dataset:
+    """`rows` rows of the eval set, the same ones for every run that shares it."""
+    if rows >= len(evaluation):
+        return evaluation
+    return evaluation.shuffle(seed=EVAL_SAMPLE_SEED).select(range(rows))
 
 
 def check_columns(dataset: Dataset, trainer: str, key: str) -> None:

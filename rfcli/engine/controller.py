@@ -16,7 +16,15 @@ from pathlib import Path
 from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier, mirror_command
 from rfcli.engine.judging import Judge
-from rfcli.engine.messages import ChunkDone, ChunkFailed, ChunkProgress, ReleaseRun, TrainChunk, WorkerReply
+from rfcli.engine.messages import (
+    ChunkDone,
+    ChunkFailed,
+    ChunkProgress,
+    ChunkTrained,
+    ReleaseRun,
+    TrainChunk,
+    WorkerReply,
+)
 from rfcli.engine.pool import Pool
 from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
@@ -35,6 +43,12 @@ class Placement:
 
     busy: dict[int, int] = field(default_factory=dict)
     parked: dict[int, tuple[int, int]] = field(default_factory=dict)
+    saving: dict[int, int] = field(default_factory=dict)
+    """Runs whose chunk is trained, on the worker that is writing its checkpoint: not done yet."""
+
+    def in_flight(self) -> dict[int, int]:
+        """Runs whose chunk is not recorded yet: training, or its checkpoint being written."""
+        return {**self.saving, **self.busy}
 
 
 class Controller:
@@ -81,15 +95,15 @@ class Controller:
             refresh()
 
     def steer_and_dispatch(self) -> None:
-        for line in self.commands.apply_pending(busy=self.placement.busy):
+        for line in self.commands.apply_pending(busy=self.placement.in_flight()):
             self.announce(line)
         if not self.leaving:
             self.dispatch()
 
     def busy_or_schedulable(self) -> bool:
         if self.leaving:
-            return bool(self.placement.busy)
-        return bool(self.placement.busy) or any(run.state in SCHEDULABLE for run in self.store.runs())
+            return bool(self.placement.in_flight())
+        return bool(self.placement.in_flight()) or any(run.state in SCHEDULABLE for run in self.store.runs())
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
         if verb == "delete":
@@ -124,7 +138,7 @@ class Controller:
             for run in runs
         ]
         by_id = {run.id: run for run in runs}
-        for assignment in next_assignments(progress, free, set(self.placement.busy)):
+        for assignment in next_assignments(progress, free, set(self.placement.in_flight())):
             self.start_chunk(by_id[assignment.run_id], assignment.worker)
 
     def start_chunk(self, run: RunRecord, worker: int) -> None:
@@ -141,8 +155,17 @@ class Controller:
         if isinstance(reply, ChunkProgress):
             self.note_progress(reply)
             return
+        if isinstance(reply, ChunkTrained):
+            # The worker is free; the chunk is done once its checkpoint is (a ChunkDone can come first).
+            self.progress.chunk_ended(reply.run_id)
+            if self.placement.busy.pop(reply.run_id, None) is not None:
+                self.placement.saving[reply.run_id] = reply.worker
+                detail = f"chunk {reply.chunk_index}; its checkpoint is being written"
+                self.store.add_event(reply.run_id, "trained", cause="scheduler", detail=detail)
+            return
         self.progress.chunk_ended(reply.run_id)
         self.placement.busy.pop(reply.run_id, None)
+        self.placement.saving.pop(reply.run_id, None)
         if isinstance(reply, ChunkFailed):
             self.store.add_metrics(reply.run_id, reply.metrics)
             self.unsynced.add(reply.run_id)
@@ -168,6 +191,7 @@ class Controller:
             (done.global_step, "rf/chunk_seconds", done.seconds),
             (done.global_step, "rf/setup_seconds", done.setup_seconds),
             (done.global_step, "rf/save_seconds", done.save_seconds),
+            (done.global_step, "rf/write_seconds", done.write_seconds),
             (done.global_step, "rf/steps_per_second", steps / done.seconds if done.seconds > 0 else 0.0),
             (done.global_step, CHUNK_KEY, float(done.chunk_index)),
         ]
@@ -183,7 +207,9 @@ class Controller:
         state = "completed" if done.finished else "ready"
         self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
         self.remove_stale_checkpoints(done.run_id, Path(done.checkpoint))
-        if not done.finished:
+        if done.finished:
+            self.pool.send(done.worker, ReleaseRun(done.run_id))
+        else:
             self.placement.parked[done.run_id] = (done.worker, done.global_step)
         self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
@@ -213,12 +239,13 @@ class Controller:
 
     def check_workers(self) -> None:
         """A worker that died (killed, out of memory, its node lost) is replaced, and the run it was
-        training goes back to its last recorded chunk; a run under which workers die twice at the
-        same chunk is the likely cause (out of memory) and fails."""
+        training, or whose checkpoint it was writing, goes back to its last recorded chunk; a run under
+        which workers die twice at the same chunk is the likely cause (out of memory) and fails."""
         for worker, how in self.pool.dead_workers().items():
-            for run_id, busy_on in list(self.placement.busy.items()):
+            for run_id, busy_on in self.placement.in_flight().items():
                 if busy_on == worker:
-                    del self.placement.busy[run_id]
+                    self.placement.busy.pop(run_id, None)
+                    self.placement.saving.pop(run_id, None)
                     self.lose_chunk(run_id, f"worker {worker} died ({how}) while training this run")
             for run_id, (parked_on, _) in list(self.placement.parked.items()):
                 if parked_on == worker:
@@ -274,9 +301,10 @@ class Controller:
     def shutdown(self) -> None:
         """On Ctrl-C: chunks in flight are lost, their runs resume from the last recorded chunk."""
         self.flush_mlflow()
-        for run_id in list(self.placement.busy):
+        for run_id in self.placement.in_flight():
             self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
         self.placement.busy.clear()
+        self.placement.saving.clear()
         self.pool.shutdown()
 
 

@@ -32,7 +32,19 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class ChunkTrained:
+    """The run's chunk is trained and evaluated and the worker is free; its checkpoint is still being
+    written, so the chunk is not done yet (`ChunkDone` follows)."""
+
+    worker: int
+    run_id: int
+    chunk_index: int
+
+
+@dataclass(frozen=True)
 class ChunkDone:
+    """The run's chunk is trained and its checkpoint is durable on disk."""
+
     worker: int
     run_id: int
     chunk_index: int
@@ -45,7 +57,9 @@ class ChunkDone:
     setup_seconds: float
     """Time spent building the run's trainer (first chunk on this worker), ~0 when it was parked here."""
     save_seconds: float
-    """Time spent writing the chunk's checkpoint."""
+    """The part of the checkpoint the worker waited for (its RNG state), from the end of evaluation."""
+    write_seconds: float
+    """Writing the rest of the checkpoint durably, while the worker trained the next run."""
     metrics: list[MetricRow] = field(default_factory=list)
 
 
@@ -76,5 +90,6 @@ class ChunkProgress:
     """Over the chunk so far; 0.0 before its first step."""
 
 
-WorkerReply = ChunkDone | ChunkFailed | ChunkProgress
-"""What a worker sends back: a chunk's outcome, or progress while the chunk trains."""
+WorkerReply = ChunkTrained | ChunkDone | ChunkFailed | ChunkProgress
+"""What a worker sends back: a chunk trained (its checkpoint still being written), its outcome,
+or progress while the chunk trains."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import queue
 import socket
 import time
 import uuid
@@ -17,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rfcli.engine.messages import ReleaseRun, TrainChunk, WorkerReply
+from rfcli.engine.messages import (
+    ChunkDone,
+    ChunkFailed,
+    ChunkProgress,
+    ChunkTrained,
+    ReleaseRun,
+    TrainChunk,
+    WorkerReply,
+)
 from rfcli.engine.worker import Worker, describe_error, start_worker
 from rfcli.errors import UserError
 
@@ -70,6 +79,8 @@ class RayWorker:
         self.experiment = experiment
         self.threads = threads
         self.worker: Worker | None = None
+        self.later: queue.Queue[WorkerReply] = queue.Queue()
+        """What the worker says between answers: checkpoints made durable, progress."""
 
     def probe(self, token: str) -> tuple[ActorHome, bool]:
         """Where this actor runs, and whether it sees the driver's probe file and can write beside it."""
@@ -83,10 +94,22 @@ class RayWorker:
         )
         return home, answer_probe(Path(self.experiment), token, self.worker_id)
 
-    def handle(self, message: TrainChunk | ReleaseRun) -> WorkerReply | None:
+    def handle(self, message: TrainChunk | ReleaseRun) -> list[WorkerReply]:
+        """The worker's answers to `message`. Ray answers a call once, so a chunk's answer waits
+        until its checkpoint is durable: `ChunkTrained` and `ChunkDone` (or `ChunkFailed`) come
+        together, and the next chunk starts after the write instead of beside it."""
         if self.worker is None:
-            self.worker = start_worker(self.worker_id, self.experiment, self.threads, None)
-        return self.worker.handle(message)
+            self.worker = start_worker(self.worker_id, self.experiment, self.threads, None, self.later.put)
+        reply = self.worker.handle(message)
+        replies = [] if reply is None else [reply]
+        if isinstance(reply, ChunkTrained):
+            while not (
+                isinstance(late := self.later.get(), ChunkDone | ChunkFailed) and late.run_id == reply.run_id
+            ):
+                if not isinstance(late, ChunkProgress):  # progress of a chunk already over says nothing
+                    replies.append(late)
+            replies.append(late)
+        return replies
 
     def close(self) -> None:
         if self.worker is not None:
@@ -229,7 +252,7 @@ class RayWorkerPool:
         for ref in done:
             worker_id = self._chunks.pop(ref)
             try:
-                replies.append(ray.get(ref))
+                replies.extend(ray.get(ref))
             except RayError as error:  # killed, out of memory, its node lost, or torch failed to load
                 self._dead[worker_id] = f"its Ray actor failed: {what_happened(error)}"
         return replies

@@ -11,6 +11,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
+from functools import partial
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from rfcli.engine.messages import (
     ChunkDone,
     ChunkFailed,
     ChunkProgress,
+    ChunkTrained,
     ReleaseRun,
     Shutdown,
     TrainChunk,
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
     from rfcli.config.schema import ExperimentConfig
     from rfcli.trainers.host import ModelHost
-    from rfcli.trainers.session import RunSession
+    from rfcli.trainers.session import ChunkOutcome, RunSession
 
 
 def worker_main(
@@ -40,7 +42,7 @@ def worker_main(
 ) -> None:
     """Process entry point: serve the controller's messages until told to shut down."""
     exit_with_parent()
-    worker = start_worker(worker_id, experiment, threads, device, report=outbox.put)
+    worker = start_worker(worker_id, experiment, threads, device, send=outbox.put)
     while not isinstance(message := inbox.get(), Shutdown):
         reply = worker.handle(message)
         if reply is not None:
@@ -53,17 +55,17 @@ def start_worker(
     experiment: str,
     threads: int,
     device: str | None,
-    report: Callable[[ChunkProgress], None] | None = None,
+    send: Callable[[WorkerReply], None],
 ) -> Worker:
     """The worker of a local process or of a Ray actor, on its device with `threads` torch threads;
-    progress inside a chunk goes to `report` (a local process: the controller's queue)."""
+    what it says between answers (a durable checkpoint, progress inside a chunk) goes to `send`."""
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     quiet_libraries()
     import torch
 
     torch.set_num_threads(threads)
-    return Worker(worker_id, Path(experiment), report=report)
+    return Worker(worker_id, Path(experiment), send)
 
 
 def exit_with_parent() -> None:
@@ -94,15 +96,18 @@ def quiet_libraries() -> None:
 
 
 class Worker:
-    def __init__(
-        self, worker_id: int, experiment: Path, report: Callable[[ChunkProgress], None] | None = None
-    ) -> None:
+    """Trains one chunk at a time. A chunk is answered twice: `ChunkTrained` when the worker is free
+    again, then `ChunkDone` through `send`, from the run's own thread, once its checkpoint is durable.
+    While a chunk trains, `send` also gets its progress (`ChunkProgress`) about once a second."""
+
+    def __init__(self, worker_id: int, experiment: Path, send: Callable[[WorkerReply], None]) -> None:
         from rfcli.trainers.host import ModelHost
 
         self.worker_id = worker_id
         self.layout = ExperimentLayout(experiment)
-        self.report = report
-        """Where progress inside a chunk goes (the controller's queue); None: nowhere."""
+        self.send = send
+        self._started: dict[int, tuple[float, float]] = {}
+        """By run: when its chunk in flight started, and how long its setup took."""
         self.host: ModelHost = ModelHost()
         self.sessions: dict[int, RunSession] = {}
         self._data: dict[str, tuple[Dataset, Dataset | None]] = {}
@@ -121,30 +126,37 @@ class Worker:
             if session is None or session.global_step != order.global_step:
                 self.release(order.run_id)
                 session = self._start_session(order)
-            setup_seconds = time.perf_counter() - started
+            self._started[order.run_id] = (started, time.perf_counter() - started)
             outcome = session.train_chunk()
         except BaseException as error:  # noqa: BLE001 - one run failing must leave the others training
             failed = self.sessions.get(order.run_id)
             metrics = failed.take_metrics() if failed is not None else []
             self.release(order.run_id)
             return ChunkFailed(self.worker_id, order.run_id, describe_error(error), metrics)
-        if outcome.finished or order.config.get("lora") is None:
-            # A full fine-tune is a whole model: parked, K of them would hold K models in memory.
-            # Its checkpoint is on disk, so its next chunk resumes from there instead.
-            self.release(order.run_id)
-        return ChunkDone(
-            worker=self.worker_id,
-            run_id=order.run_id,
-            chunk_index=outcome.chunk_index,
-            total_chunks=outcome.total_chunks,
-            global_step=outcome.global_step,
-            max_steps=outcome.max_steps,
-            checkpoint=outcome.checkpoint,
-            finished=outcome.finished,
-            seconds=time.perf_counter() - started,
-            setup_seconds=setup_seconds,
-            save_seconds=outcome.save_seconds,
-            metrics=outcome.metrics,
+        return ChunkTrained(self.worker_id, order.run_id, outcome.chunk_index)
+
+    def report_saved(self, run_id: int, result: ChunkOutcome | BaseException) -> None:
+        """On the run's thread: the chunk's checkpoint is durable (or writing it failed)."""
+        if isinstance(result, BaseException):
+            self.send(ChunkFailed(self.worker_id, run_id, describe_error(result)))
+            return
+        started, setup_seconds = self._started[run_id]
+        self.send(
+            ChunkDone(
+                worker=self.worker_id,
+                run_id=run_id,
+                chunk_index=result.chunk_index,
+                total_chunks=result.total_chunks,
+                global_step=result.global_step,
+                max_steps=result.max_steps,
+                checkpoint=result.checkpoint,
+                finished=result.finished,
+                seconds=result.trained_at - started,
+                setup_seconds=setup_seconds,
+                save_seconds=result.save_seconds,
+                write_seconds=result.write_seconds,
+                metrics=result.metrics,
+            )
         )
 
     def _start_session(self, order: TrainChunk) -> RunSession:
@@ -154,6 +166,7 @@ class Worker:
         from rfcli.trainers.session import RunSession
 
         config = to_typed_config(order.config)
+        self.wait_for_writes()  # a new run changes the shared model those writes read from
         train, evaluation = self._datasets(config)
         model, activate = self.host.model_for_run(order.run_id, config)
         trainer = build_trainer(
@@ -166,8 +179,14 @@ class Worker:
             reference_folder=self.layout.reference_logps,
         )
         generation = generation_metrics(config, self.host.tokenizer(config.model), evaluation)
+        saved = partial(self.report_saved, order.run_id)
         session = RunSession(
-            trainer, config.num_chunks, activate, resume_from=order.checkpoint, generation=generation
+            trainer,
+            config.num_chunks,
+            activate,
+            saved,
+            resume_from=order.checkpoint,
+            generation=generation,
         )
         self.sessions[order.run_id] = session
         self._report_progress(trainer, session, order.run_id)
@@ -176,14 +195,10 @@ class Worker:
     def _report_progress(self, trainer: Trainer, session: RunSession, run_id: int) -> None:
         from rfcli.trainers.progress import StepProgress
 
-        report = self.report
-        if report is not None:
-            worker_id = self.worker_id
-            trainer.add_callback(
-                StepProgress(
-                    session.chunk_ends, lambda **where: report(ChunkProgress(worker_id, run_id, **where))
-                )
-            )
+        send, worker_id = self.send, self.worker_id
+        trainer.add_callback(
+            StepProgress(session.chunk_ends, lambda **where: send(ChunkProgress(worker_id, run_id, **where)))
+        )
 
     def _datasets(self, config: ExperimentConfig) -> tuple[Dataset, Dataset | None]:
         """Rows are loaded once per worker and data config; each run's trainer tokenizes them once."""
@@ -194,10 +209,16 @@ class Worker:
             self._data[key] = load_run_data(config)
         return self._data[key]
 
+    def wait_for_writes(self) -> None:
+        for session in self.sessions.values():
+            session.wait_written()
+
     def release(self, run_id: int) -> None:
+        """Forget a run (its thread ends once its checkpoint is written) and free its adapter."""
         session = self.sessions.pop(run_id, None)
         if session is not None:
             session.close()
+        self.wait_for_writes()  # deleting an adapter changes the shared model those writes read from
         self.host.release(run_id)
 
     def close(self) -> None:

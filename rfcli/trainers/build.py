@@ -14,6 +14,7 @@ from transformers import PrinterCallback, Trainer
 
 from rfcli.config.kinds import load_class, trainer_kind
 from rfcli.config.training import training_arguments
+from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.dpo_reference import BaseModelReference, ReferenceCache
 from rfcli.trainers.host import reference_key, reference_model
 from rfcli.trainers.rewards import reward_function
@@ -29,21 +30,27 @@ class LeanCheckpoints(Trainer):
     """Checkpoints hold the run's own weights only: with LoRA, its one adapter (not every run's
     adapter on the shared base model), and no tokenizer copy. The Trainer's resume logic loads them."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        model: Any = self.model
+        self.adapter: str | None = model.active_adapter if isinstance(model, PeftModel) else None
+        """The run's own adapter, active when its trainer is built; another run's may be active
+        by the time its checkpoint is written."""
+
     def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
         folder = str(output_dir or self.args.output_dir)
         os.makedirs(folder, exist_ok=True)
         model: Any = self.model
-        if isinstance(model, PeftModel):
-            save_adapter(model, folder)
+        if self.adapter is not None:
+            save_adapter(model, self.adapter, folder)
         else:
             model.save_pretrained(folder, state_dict=state_dict)
 
 
-def save_adapter(model: PeftModel, folder: str) -> None:
-    """The active adapter's weights and config, where `PeftModel.save_pretrained` would put them
+def save_adapter(model: PeftModel, name: str, folder: str) -> None:
+    """The adapter's weights and config, where `PeftModel.save_pretrained` would put them
     (a subfolder named after the adapter, which the Trainer's resume loads), without the model
     card it also writes: that card was half the time of a chunk boundary."""
-    name = model.active_adapter
     target = Path(folder) / name
     target.mkdir(parents=True, exist_ok=True)
     weights = get_peft_model_state_dict(model, adapter_name=name)
@@ -59,7 +66,7 @@ def save_adapter(model: PeftModel, folder: str) -> None:
 def trainer_class(trainer: str) -> type[Trainer]:
     base = load_class(trainer_kind(trainer).trainer_class)
     mixins: tuple[type, ...] = (BaseModelReference,) if trainer_kind(trainer).uses_reference else ()
-    return type(f"Chunked{base.__name__}", (LeanCheckpoints, *mixins, base), {})
+    return type(f"Chunked{base.__name__}", (LeanCheckpoints, BackgroundCheckpoints, *mixins, base), {})
 
 
 def build_trainer(

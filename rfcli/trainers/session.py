@@ -2,9 +2,11 @@
 
 The Trainer's own loop (data order, gradient accumulation, learning-rate schedule, logging) runs
 once per run and is never rebuilt: between chunks the run waits inside its loop, so giving it the
-next turn costs an adapter switch and an RNG restore. At each boundary the run logs, evaluates and
-saves a checkpoint before it parks, so a crash loses at most the chunk in flight. Evaluating includes
-the generation metrics of `eval.metrics`, when the config names any.
+next turn costs an adapter switch and an RNG restore. At each boundary the run logs and evaluates,
+hands the worker back, and writes its checkpoint while the next run trains (see `checkpoints`); the
+chunk is reported saved only once that checkpoint is durable, so a crash loses at most the chunks in
+flight. A parked run's thread gives back its OpenMP threads (see `openmp`). Evaluating includes the
+generation metrics of `eval.metrics`, when the config names any.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from typing import Any
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.chunking import chunk_boundaries, steps_per_epoch
 from rfcli.trainers.generation_eval import GenerationMetrics
+from rfcli.trainers.openmp import release_parked_team
+from rfcli.trainers.parking import HostParking
 from rfcli.trainers.rng import RngState, capture_rng, restore_rng
 
 MetricRow = tuple[int, str, float]
@@ -42,7 +47,11 @@ class ChunkOutcome:
     metrics: list[MetricRow] = field(default_factory=list)
     finished: bool = False
     save_seconds: float = 0.0
-    """Writing the chunk's checkpoint: the part of a chunk boundary that is not training or evaluation."""
+    """From the end of evaluation to the handoff: the part of the checkpoint the worker waits for."""
+    trained_at: float = 0.0
+    """`time.perf_counter()` at the handoff: the worker was free from then on."""
+    write_seconds: float = 0.0
+    """Writing the rest of the checkpoint durably, while the worker trains the next run."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -111,11 +120,9 @@ class ChunkBoundaries(TrainerCallback):
         if isinstance(loss, float) and not math.isfinite(loss):
             raise NonFiniteLossError(f"loss is {loss} at step {state.global_step}")
 
-    def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def outcome(self, args: TrainingArguments, state: TrainerState) -> ChunkOutcome:
         checkpoint = os.path.join(str(args.output_dir), f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        outcome = ChunkOutcome(
+        return ChunkOutcome(
             chunk_index=self.boundaries.index(state.global_step) + 1,
             total_chunks=len(self.boundaries),
             global_step=state.global_step,
@@ -124,7 +131,11 @@ class ChunkBoundaries(TrainerCallback):
             finished=state.global_step >= state.max_steps,
             save_seconds=time.perf_counter() - self.save_started,
         )
-        self.session.chunk_saved(outcome, control)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.session.chunk_saved(control)
 
 
 def fast_forward_schedule(scheduler: Any, global_step: int) -> None:
@@ -138,35 +149,47 @@ def fast_forward_schedule(scheduler: Any, global_step: int) -> None:
 
 
 class RunSession:
-    """One run's trainer, trained a chunk at a time by `train_chunk()` from the worker's thread."""
+    """One run's trainer, trained a chunk at a time by `train_chunk()` from the worker's thread.
+
+    `saved` is called on the run's thread with each chunk once its checkpoint is durable, or with
+    the error that stopped the run after the chunk was handed back."""
 
     def __init__(
         self,
         trainer: Trainer,
         num_chunks: int,
         activate: Callable[[], None],
+        saved: Callable[[ChunkOutcome | BaseException], None],
         resume_from: str | None = None,
         generation: GenerationMetrics | None = None,
     ) -> None:
         self.trainer = trainer
         self.activate = activate
+        self.saved = saved
         self.resume_from = resume_from
         evaluate = trainer.eval_dataset is not None
-        self._chunks = ChunkBoundaries(self, num_chunks, evaluate, generation)
-        trainer.add_callback(self._chunks)
+        self.boundaries = ChunkBoundaries(self, num_chunks, evaluate, generation)
+        trainer.add_callback(self.boundaries)
+        if isinstance(trainer, BackgroundCheckpoints):
+            trainer.handoff = self.chunk_trained
+        self.parking = HostParking(trainer)
         self.global_step: int | None = None
         """The step the run is parked at (None before its first chunk and after it ended)."""
         self._turn = threading.Semaphore(0)
         self._outcomes: queue.Queue[ChunkOutcome | BaseException] = queue.Queue()
         self._metrics: list[MetricRow] = []
-        self._final: ChunkOutcome | None = None
+        self._writing: ChunkOutcome | None = None
+        """The chunk handed back whose checkpoint is being written (the final one: until train() returns)."""
+        self._written = threading.Event()
+        self._written.set()
         self._rng: RngState = capture_rng()
         """The generators as the Trainer seeded them, restored when the run's first turn begins."""
         self._leaving = False
         self._thread = threading.Thread(target=self._train, name="rf-run", daemon=True)
 
     def train_chunk(self) -> ChunkOutcome:
-        """Give the run its next turn; return when its chunk is saved. Raises the run's own error."""
+        """Give the run its next turn; return when its chunk is trained and evaluated, while its
+        checkpoint is still being written. Raises the run's own error."""
         if self._thread.ident is None:
             self._thread.start()
         else:
@@ -178,6 +201,10 @@ class RunSession:
         self.global_step = None if outcome.finished else outcome.global_step
         return outcome
 
+    def wait_written(self) -> None:
+        """Block until no checkpoint of this run is being written (before the shared model changes)."""
+        self._written.wait()
+
     def close(self) -> None:
         """End a parked run's `train()` call without training further (its checkpoint stays on disk)."""
         if self._thread.is_alive():
@@ -188,7 +215,7 @@ class RunSession:
 
     def chunk_ends(self) -> list[int]:
         """The global steps at which the run's chunks end; empty until its training has begun."""
-        return self._chunks.boundaries
+        return self.boundaries.boundaries
 
     def take_metrics(self) -> list[MetricRow]:
         """The rows logged since the last chunk boundary (what a failed chunk got to)."""
@@ -202,19 +229,38 @@ class RunSession:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 self._metrics.append((step, key, float(value)))
 
-    def chunk_saved(self, outcome: ChunkOutcome, control: TrainerControl) -> None:
+    def chunk_trained(self) -> None:
+        """The chunk is trained and evaluated: the worker may start the next run now."""
+        outcome = self.boundaries.outcome(self.trainer.args, self.trainer.state)
         outcome.metrics, self._metrics = self._metrics, []
-        if outcome.finished:
-            self._final = outcome  # reported once train() has returned and the thread is quiet
-            return
         self._rng = capture_rng()
+        self._written.clear()
+        self._writing = outcome
+        outcome.trained_at = time.perf_counter()
         self._outcomes.put(outcome)
+
+    def chunk_saved(self, control: TrainerControl) -> None:
+        """The checkpoint is durable: report it, then park until the next turn."""
+        outcome = self._writing
+        assert outcome is not None, "a checkpoint was saved without a handoff"
+        outcome.write_seconds = time.perf_counter() - outcome.trained_at
+        if outcome.finished:
+            return  # reported once train() has returned and the thread is quiet
+        self._report_saved(outcome)
+        self.parking.park()
+        release_parked_team()
         self._turn.acquire()
         if self._leaving:
             control.should_training_stop = True
             return
+        self.parking.unpark()
         self.activate()
         restore_rng(self._rng)
+
+    def _report_saved(self, result: ChunkOutcome | BaseException) -> None:
+        self._writing = None
+        self._written.set()
+        self.saved(result)
 
     def _train(self) -> None:
         try:
@@ -222,9 +268,12 @@ class RunSession:
             restore_rng(self._rng)
             self.trainer.train(resume_from_checkpoint=self.resume_from)
         except BaseException as error:  # noqa: BLE001 - the worker reports any failure of the run
-            self._outcomes.put(error)
+            if self._writing is not None:
+                self._report_saved(error)
+            else:
+                self._outcomes.put(error)
             return
-        if self._final is not None:
-            self._outcomes.put(self._final)
+        if self._writing is not None and self._writing.finished:
+            self._report_saved(self._writing)
         elif not self._leaving:
             self._outcomes.put(RuntimeError("training ended before its last chunk"))

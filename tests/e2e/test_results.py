@@ -18,7 +18,7 @@ from peft import AutoPeftModelForCausalLM
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rfcli.engine.messages import ChunkDone, ChunkProgress, TrainChunk
+from rfcli.engine.messages import ChunkDone, ChunkProgress, ChunkTrained, TrainChunk, WorkerReply
 from rfcli.engine.worker import Worker
 from rfcli.models.loading import resolve_model_path
 from rfcli.results.experiment import load_results
@@ -127,11 +127,14 @@ def test_the_worker_reports_progress_before_its_first_chunk_ends(sweep: Sweep, t
     config, _ = sweep
     with ExperimentStore(sweep[1] / "results" / STATE_DB) as store:
         run_config = store.run(1).config
-    reports: list[ChunkProgress] = []
-    worker = Worker(0, tmp_path / "experiment", report=reports.append)
-    done = worker.train_chunk(TrainChunk(1, run_config, None, 0))
-    worker.close()
-    assert isinstance(done, ChunkDone) and done.global_step == 4
+    sent: list[WorkerReply] = []
+    worker = Worker(0, tmp_path / "experiment", sent.append)
+    trained = worker.train_chunk(TrainChunk(1, run_config, None, 0))
+    worker.close()  # once the chunk's checkpoint is written
+    assert isinstance(trained, ChunkTrained)
+    done = [message for message in sent if isinstance(message, ChunkDone)]
+    assert len(done) == 1 and done[0].global_step == 4
+    reports = [message for message in sent if isinstance(message, ChunkProgress)]
     first = reports[0]
     assert (first.run_id, first.step, first.chunk_end_step, first.chunk_index) == (1, 0, 4, 1)
     assert (first.total_chunks, first.max_steps) == (4, 16)  # known before the chunk ends

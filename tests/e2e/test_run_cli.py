@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 
 from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
+from tests.e2e.conftest import REPO_ROOT, RF, run_rf
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +81,8 @@ def assert_same_series(
 
 
 def most_runs_training_at_once(folder: Path) -> int:
-    """Replays the event log: the most runs that were 'running' at the same moment."""
+    """Replays the event log: the most runs that were 'running' at the same moment (a run stops
+    training at its 'trained' event; its checkpoint is then written while the next run trains)."""
     with ExperimentStore(folder / "state.db") as store:
         events = sorted(store.events(limit=10_000), key=lambda event: event.id)
     running: set[int | None] = set()
@@ -321,3 +326,56 @@ def test_a_run_with_a_diverging_loss_fails_alone(tmp_path: Path, rf: RunRf, writ
 
 
 # 5. Config errors stop `rf run` before it creates anything: tests/unit/test_bad_inputs.py, in one process.
+
+
+# 6. A kill while a checkpoint is written in the background loses only that chunk.
+
+SLOW_FSYNC = """
+import os, time
+_fsync = os.fsync
+def slow_fsync(fd):
+    time.sleep(0.5)
+    _fsync(fd)
+os.fsync = slow_fsync
+"""
+"""`sitecustomize` for `rf run` and its workers: every fsync of a checkpoint write takes 0.5 s longer."""
+
+
+def test_a_kill_during_a_background_checkpoint_write_resumes_as_if_uninterrupted(
+    trained_sweep: Sweep, tmp_path: Path
+) -> None:
+    config, reference = trained_sweep
+    folder = reference.parent / "killed-in-write"
+    (tmp_path / "sitecustomize.py").write_text(SLOW_FSYNC)
+    slow = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    process = subprocess.Popen(
+        [str(RF), "run", str(config), "name=killed-in-write"],
+        cwd=REPO_ROOT,
+        env=slow,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def writing() -> list[Path]:
+        """Checkpoints being written, once two chunks are recorded."""
+        if not (folder / "state.db").exists() or sum(run.chunks_done for run in stored_runs(folder)) < 2:
+            return []
+        return list(folder.glob("runs/*/checkpoints/.staging/checkpoint-*/*"))
+
+    deadline = time.monotonic() + 300
+    while not (staged := writing()):
+        assert process.poll() is None and time.monotonic() < deadline, "no background write to interrupt"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    recorded = {run.id: run.global_step for run in stored_runs(folder)}
+    for interrupted in {path.parent for path in staged}:
+        run_id, step = int(interrupted.parents[2].name), int(interrupted.name.split("-")[1])
+        assert recorded[run_id] < step, "a chunk was recorded before its checkpoint was durable"
+
+    run_rf("run", config, "name=killed-in-write", expect=0)
+    assert [run.state for run in stored_runs(folder)] == ["completed"] * 4
+    for key in ("loss", "learning_rate"):
+        assert_same_series(stored_series(reference, key), stored_series(folder, key), key)

@@ -41,7 +41,9 @@ def test_a_run_keeps_its_last_two_checkpoints_and_never_loses_the_one_the_store_
         checkpoint = layout.checkpoints(1) / f"checkpoint-{step}"
         (checkpoint / "run_1").mkdir(parents=True)
         store.set_state(1, "running", cause="scheduler", worker=0)
-        controller.record(ChunkDone(0, 1, chunk, 4, step, 20, str(checkpoint), step == 20, 1.0, 0.0, 0.1))
+        controller.record(
+            ChunkDone(0, 1, chunk, 4, step, 20, str(checkpoint), step == 20, 1.0, 0.0, 0.1, 0.0)
+        )
         assert store.run(1).checkpoint == str(checkpoint) and checkpoint.is_dir()
         kept.append(sorted(path.name for path in layout.checkpoints(1).iterdir()))
     assert kept == [

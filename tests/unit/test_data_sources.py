@@ -156,6 +156,26 @@ def test_an_eval_source_wins_over_eval_fraction(builders: str) -> None:
     assert evaluation is not None and (len(train), len(evaluation)) == (20, 4)
 
 
+def test_eval_rows_scores_every_run_on_the_same_sample(builders: str) -> None:
+    def data(eval_rows: int | None) -> DataConfig:
+        return DataConfig(
+            train=DataSource(source=f"{builders}:rows", kwargs={"n": 40}),
+            eval_fraction=0.5,
+            eval_rows=eval_rows,
+            formatting=f"{builders}:to_prompt_completion",
+        )
+
+    _, everything = load_run_data(experiment(data(None)))
+    train, sample = load_run_data(experiment(data(5)))
+    assert everything is not None and sample is not None
+    assert len(train) == 20 and len(sample) == 5
+    assert set(sample["id"]) < set(everything["id"])
+    _, same = load_run_data(experiment(data(5)))
+    assert same is not None and same["id"] == sample["id"]
+    _, capped = load_run_data(experiment(data(100)))
+    assert capped is not None and capped["id"] == everything["id"]
+
+
 def test_too_few_rows_to_hold_out(builders: str) -> None:
     data = DataConfig(
         train=DataSource(source=f"{builders}:rows", kwargs={"n": 1}),

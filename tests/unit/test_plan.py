@@ -95,6 +95,8 @@ def test_random_plan_is_seeded(tmp_path: Path) -> None:
         (["data.formatting=justaname"], "data.formatting", "module:function"),
         (["trainer=grpo", "training.num_generations=2"], "rewards", "at least one reward"),
         (["name=???"], "name", "required"),
+        (["data.eval_rows=0"], "data.eval_rows", ">= 1"),
+        (["data.eval_fraction=null", "data.eval_rows=8"], "data.eval_rows", "no eval set to sample"),
     ],
 )
 def test_bad_input_names_file_key_and_fix(

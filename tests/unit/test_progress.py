@@ -136,7 +136,7 @@ def test_controller_keeps_progress_in_memory_and_records_totals_once(store: Expe
     assert store.run(1).global_step == 0 and store.metrics(1) == []  # nothing per step in SQLite
     controller.handle(progress(2, 1))  # not training here (a stale report): ignored
     assert 2 not in controller.progress.in_chunk
-    done = ChunkDone(0, 1, 1, 4, 4, 16, "ckpt", False, 2.0, 0.0, 0.1, [(4, "loss", 2.0)])
+    done = ChunkDone(0, 1, 1, 4, 4, 16, "ckpt", False, 2.0, 0.0, 0.1, 0.0, [(4, "loss", 2.0)])
     controller.handle(done)
     assert 1 not in controller.progress.in_chunk and store.run(1).chunks_done == 1
 

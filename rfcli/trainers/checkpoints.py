@@ -1,0 +1,72 @@
+"""Chunk checkpoints written while the next run trains, counted only once they are durable.
+
+At a chunk boundary the run's own thread saves its RNG state first (the runs of a worker share the
+process-wide generators, and the next run starts drawing from them at once), then hands the worker
+back (`handoff`), then writes the rest of the checkpoint into a staging folder, fsyncs it and renames
+it into place. The run's weights and optimizer do not change while it waits for its next turn, so
+the write needs no copy of them. A kill at any moment leaves the previous checkpoint and at most a
+staging folder that nothing reads; the chunk is recorded only after the rename, so it trains again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+STAGING_FOLDER = ".staging"
+"""Inside a run's checkpoints folder: checkpoints being written, renamed out of it once durable."""
+
+
+class BackgroundCheckpoints(Trainer):
+    handoff: Callable[[], None] | None = None
+    """Set by the run's session: called on the run's thread once the chunk is trained, evaluated and
+    its RNG state saved, before the rest of its checkpoint is written."""
+
+    _staging = False
+
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING_FOLDER) if self._staging else run_dir
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        final = Path(super()._get_output_dir(trial)) / name
+        staging = final.parent / STAGING_FOLDER / name
+        shutil.rmtree(staging, ignore_errors=True)  # left by a kill during an earlier write
+        Trainer._save_rng_state(self, str(staging))
+        if self.handoff is not None:
+            self.handoff()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        make_durable(staging)
+        if final.exists():  # written by a run killed before the store recorded it: never read
+            shutil.rmtree(final)
+        os.rename(staging, final)
+        fsync_path(final.parent)
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        """Saved by `_save_checkpoint` before the handoff, while the generators are still the run's."""
+
+
+def make_durable(folder: Path) -> None:
+    """fsync every file and folder under `folder`, and the folder itself."""
+    for path in folder.rglob("*"):
+        fsync_path(path)
+    fsync_path(folder)
+
+
+def fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

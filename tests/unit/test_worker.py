@@ -1,0 +1,105 @@
+"""A worker in this process, training real rf-tiny runs: each chunk is answered when it is trained, and
+again once its checkpoint is durable; a full fine-tune stays parked in memory between its turns."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rfcli.engine.messages import ChunkDone, ChunkTrained, TrainChunk, WorkerReply
+from rfcli.engine.worker import Worker
+from rfcli.trainers import openmp
+from rfcli.trainers.checkpoints import STAGING_FOLDER
+from rfcli.trainers.openmp import free_thread_team, release_parked_team
+
+
+def order(run_id: int, lora: dict[str, Any] | None, global_step: int = 0) -> TrainChunk:
+    config = {
+        "name": "worker",
+        "model": {"name": "rf-tiny"},
+        "data": {"train": {"source": "recipes.qa_data:chatterbot_qa", "select": 32}},
+        "lora": lora,
+        "training": {"max_steps": 4, "per_device_train_batch_size": 8, "max_length": 32},
+        "num_chunks": 2,
+        "seed": 0,
+    }
+    return TrainChunk(run_id, config, checkpoint=None, global_step=global_step)
+
+
+def test_a_full_fine_tune_trains_its_next_chunk_from_memory_not_from_disk(tmp_path: Path) -> None:
+    sent: list[WorkerReply] = []
+    worker = Worker(0, tmp_path, sent.append)
+    full = order(1, lora=None)
+    assert worker.train_chunk(full) == ChunkTrained(0, 1, chunk_index=1)
+    session = worker.sessions[1]
+    session.wait_written()
+    (done,) = sent
+    assert isinstance(done, ChunkDone) and (done.chunk_index, done.global_step) == (1, 2)
+    checkpoint = Path(done.checkpoint)
+    assert {"model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json"} <= {
+        path.name for path in checkpoint.iterdir()
+    }
+    assert not any((checkpoint.parent / STAGING_FOLDER).iterdir())  # renamed out once durable
+
+    os.rename(checkpoint, tmp_path / "moved-away")  # the next turn must not need it
+    assert worker.train_chunk(dataclasses.replace(full, checkpoint=str(checkpoint), global_step=2)) == (
+        ChunkTrained(0, 1, chunk_index=2)
+    )
+    assert worker.sessions[1] is session  # parked and continued, not rebuilt from the checkpoint
+    session.wait_written()
+    assert isinstance(sent[-1], ChunkDone) and sent[-1].finished and sent[-1].global_step == 4
+    worker.close()
+
+
+def test_runs_on_one_model_write_their_own_adapters_while_the_next_one_trains(tmp_path: Path) -> None:
+    sent: list[WorkerReply] = []
+    worker = Worker(0, tmp_path, sent.append)
+    for run_id, rank in ((1, 4), (2, 8)):
+        worker.train_chunk(order(run_id, lora={"r": rank, "target_modules": "all-linear"}))
+    worker.wait_for_writes()
+    for done in sent:
+        assert isinstance(done, ChunkDone)
+        (adapter,) = [path for path in Path(done.checkpoint).iterdir() if path.is_dir()]
+        assert adapter.name == f"run_{done.run_id}"
+        config = (adapter / "adapter_config.json").read_text()
+        assert f'"r": {4 if done.run_id == 1 else 8}' in config
+    worker.close()
+
+
+def test_a_parked_thread_gives_back_its_openmp_threads() -> None:
+    if not free_thread_team():
+        pytest.skip("torch does not run on GNU libgomp here")
+    torch.set_num_threads(2)
+    counts: list[int] = []
+
+    def parked() -> None:
+        torch.ones(512, 512).mul(2).sum()  # a parallel region: this thread now owns a team
+        counts.append(len(os.listdir("/proc/self/task")))
+        free_thread_team()
+        counts.append(len(os.listdir("/proc/self/task")))
+
+    thread = threading.Thread(target=parked)
+    thread.start()
+    thread.join()
+    assert counts[1] < counts[0]
+
+
+def test_a_parked_team_is_kept_while_the_machine_is_oversubscribed(monkeypatch: pytest.MonkeyPatch) -> None:
+    freed: list[bool] = []
+
+    def free() -> bool:
+        freed.append(True)
+        return True
+
+    monkeypatch.setattr(openmp, "free_thread_team", free)
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
+    assert not release_parked_team() and not freed
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
+    assert release_parked_team() and freed
