@@ -29,7 +29,8 @@ def report_command(
     out: OutOption = None,
     experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
 ) -> None:
-    """Draw every run's training and eval loss against step (losses.png); summarize the runs (summary.md)."""
+    """Draw every run's training and eval loss, and each generation metric, against step
+    (losses.png); summarize the runs (summary.md)."""
     folder = find_experiment(experiment, search_dir=experiments_dir)
     results = load_results(folder)
     if not any(result.curves.get("loss") for result in results.runs):

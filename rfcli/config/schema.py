@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,18 @@ class EvalConfig:
 def metric_key(spec: str) -> str:
     """What a metric function's result is logged as: `eval_<function>` (a dict adds `/<key>`)."""
     return f"eval_{spec.rpartition(':')[2]}"
+
+
+def generation_metric_keys(configs: Iterable[dict[str, Any]], logged: Collection[str]) -> list[str]:
+    """The keys among `logged` that the configs' `eval.metrics` wrote, in config order: what the
+    live table shows as columns and `rf report` draws as panels."""
+    keys: list[str] = []
+    for config in configs:
+        for spec in (config.get("eval") or {}).get("metrics") or []:
+            prefix = metric_key(spec)
+            found = sorted(key for key in logged if key == prefix or key.startswith(f"{prefix}/"))
+            keys.extend(key for key in found if key not in keys)
+    return keys
 
 
 @dataclass
@@ -184,7 +197,7 @@ class ExperimentConfig:
             )
         if self.data.eval_rows is not None and self.data.eval_rows < 1:
             problems.append(f"data.eval_rows: expected an integer >= 1, got {self.data.eval_rows}")
-        if self.data.eval_rows is not None and self.data.eval is None and self.data.eval_fraction is None:
+        elif self.data.eval_rows is not None and self.data.eval is None and self.data.eval_fraction is None:
             problems.append(
                 "data.eval_rows: there is no eval set to sample; set data.eval or data.eval_fraction"
             )

@@ -1,4 +1,5 @@
-"""The report's picture: training loss and eval loss against step, one line per run.
+"""The report's picture: training loss, eval loss and each generation metric against step, one line
+per run.
 
 Drawn on a bare matplotlib `Figure` with the Agg canvas (no pyplot, no display), so it works on a
 server and leaves no global state behind; matplotlib is imported only here.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from rfcli.config.schema import generation_metric_keys
 from rfcli.results.experiment import ExperimentResults, RunResult
 
 if TYPE_CHECKING:
@@ -25,17 +27,25 @@ def legend_label(result: RunResult) -> str:
     return f"run {result.label}{ended}"
 
 
+def panels(results: ExperimentResults) -> list[tuple[str, str]]:
+    """The losses, then each metric of the runs' `eval.metrics` that was logged: (key, title)."""
+    logged = {key for result in results.runs for key in result.curves}
+    generated = generation_metric_keys([result.run.config for result in results.runs], logged)
+    return [*PANELS, *((key, key) for key in generated)]
+
+
 def loss_figure(results: ExperimentResults) -> Figure:
-    """One panel per loss; each run keeps its colour in both. A run that ended early (stopped,
-    stopped by a policy, failed, deleted) gets an x at its last point."""
+    """One panel per loss and generation metric; each run keeps its colour in all. A run that ended
+    early (stopped, stopped by a policy, failed, deleted) gets an x at its last point."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4.8), layout="constrained")
-    axes = figure.subplots(1, len(PANELS))
+    shown = panels(results)
+    figure = Figure(figsize=(5.5 * len(shown), 4.8), layout="constrained")
+    axes = figure.subplots(1, len(shown))
     for index, result in enumerate(results.runs):
-        for ax, (key, _) in zip(axes, PANELS, strict=True):
+        for ax, (key, _) in zip(axes, shown, strict=True):
             draw_curve(ax, result, key, colour=f"C{index % 10}")
-    for ax, (_, title) in zip(axes, PANELS, strict=True):
+    for ax, (_, title) in zip(axes, shown, strict=True):
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(title)
@@ -52,7 +62,11 @@ def draw_curve(ax: Axes, result: RunResult, key: str, colour: str) -> None:
         return
     steps, values = zip(*points, strict=True)
     ax.plot(
-        steps, values, color=colour, label=legend_label(result), marker="." if key == "eval_loss" else None
+        steps,
+        values,
+        color=colour,
+        label=legend_label(result),
+        marker="." if key.startswith("eval_") else None,
     )
     if result.outcome in ENDED_EARLY:
         ax.scatter([steps[-1]], [values[-1]], marker="x", s=80, color=colour, zorder=3)

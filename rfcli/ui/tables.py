@@ -14,7 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rfcli.config.schema import metric_key
+from rfcli.config.schema import generation_metric_keys
 from rfcli.engine.messages import ChunkProgress
 from rfcli.engine.progress import LiveProgress, format_duration
 from rfcli.results.settings import differing_settings, settings_label, short_keys
@@ -83,7 +83,9 @@ def status_view(
     table.add_column("step", justify="right", no_wrap=True)
     table.add_column("loss", justify="right", no_wrap=True)
     table.add_column("eval", justify="right", no_wrap=True)
-    generated = generation_metric_keys(runs, latest)
+    generated = generation_metric_keys(
+        [run.config for run in runs], {key for metrics in latest.values() for key in metrics}
+    )
     for key in generated:
         table.add_column(key, justify="right", no_wrap=True)
     table.add_column("it/s", justify="right", no_wrap=True)  # optimizer steps per second
@@ -140,17 +142,6 @@ def in_chunk_bar(live: ChunkProgress) -> Table:
 
 def step_text(step: int, max_steps: int | None) -> str:
     return str(step) if max_steps is None else f"{step}/{max_steps}"
-
-
-def generation_metric_keys(runs: list[RunRecord], latest: dict[int, dict[str, float]]) -> list[str]:
-    """The results of the runs' `eval.metrics` logged so far, in config order: a column each."""
-    keys: list[str] = []
-    for run in runs:
-        for spec in (run.config.get("eval") or {}).get("metrics") or []:
-            prefix = metric_key(spec)
-            logged = (key for key in latest.get(run.id, {}) if key == prefix or key.startswith(f"{prefix}/"))
-            keys.extend(key for key in logged if key not in keys)
-    return keys
 
 
 def state_counts(runs: list[RunRecord]) -> str:

@@ -35,6 +35,8 @@ def write_sweep(experiments_dir: Path, name: str = "sweep") -> Path:
                 checkpoint=str(folder / "runs" / str(run_id) / "checkpoints" / f"checkpoint-{last}"),
                 metrics=losses + evals,
             )
+        for run_id in (1, 3, 4):
+            store.set_state(run_id, "running", cause="scheduler", worker=0)
         store.set_state(1, "completed", cause="scheduler")
         store.set_state(3, "completed", cause="scheduler")
         store.set_state(2, "stopped", cause="policy", detail="rung 1: eval_loss below the cutoff")

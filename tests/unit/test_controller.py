@@ -29,7 +29,7 @@ def store(layout: ExperimentLayout) -> Iterator[ExperimentStore]:
 
 @pytest.fixture
 def controller(layout: ExperimentLayout, store: ExperimentStore) -> Controller:
-    pool = SimpleNamespace(experiment=layout.folder, workers=[])
+    pool = SimpleNamespace(experiment=layout.folder, workers=[], send=lambda worker, message: None)
     return Controller(store, tracker=None, pool=pool, announce=lambda line: None)  # type: ignore[arg-type]
 
 

@@ -34,8 +34,10 @@ class NoTracker:
         raise AssertionError("tagged a run that has no MLflow run")
 
 
-def make_store(path: Path, policy: dict[str, Any], losses: dict[int, list[float | None]]) -> ExperimentStore:
-    """Runs 1..N, each with its chunks recorded (eval_loss per chunk; None: not recorded)."""
+def make_store(
+    path: Path, policy: dict[str, Any], losses: dict[int, list[float | None]], metric: str = "eval_loss"
+) -> ExperimentStore:
+    """Runs 1..N, each with its chunks recorded (`metric` per chunk; None: not recorded)."""
     store = ExperimentStore(path)
     store.set_meta(POLICY_META, json.dumps(policy))
     for run_id, values in losses.items():
@@ -44,7 +46,7 @@ def make_store(path: Path, policy: dict[str, Any], losses: dict[int, list[float 
         for chunk, value in enumerate(values, start=1):
             rows = [(2 * chunk, CHUNK_KEY, float(chunk))]
             if value is not None:
-                rows.append((2 * chunk, "eval_loss", value))
+                rows.append((2 * chunk, metric, value))
             store.record_chunk(run_id, chunks_done=chunk, global_step=2 * chunk, checkpoint="c", metrics=rows)
         store.set_state(run_id, "ready", cause="scheduler")
     return store
@@ -76,6 +78,18 @@ def test_a_decision_is_recorded_with_its_event_and_command_and_only_once(tmp_pat
         assert (command.verb, command.run_id, command.cause) == ("stop", 2, "policy")
         (event,) = [e for e in store.events(limit=50) if e.kind == "decision"]
         assert (event.run_id, event.cause) == (2, "policy") and "cutoff 1" in (event.detail or "")
+
+
+def test_a_generation_metric_ranks_runs_highest_first(tmp_path: Path) -> None:
+    policy = {**ASHA, "metric": "eval_token_f1", "mode": "max"}
+    scores: dict[int, list[float | None]] = {1: [0.2], 2: [0.4]}
+    with make_store(tmp_path / "state.db", policy, scores, metric="eval_token_f1") as store:
+        (line,) = judge(store).after_chunk()
+        assert line.startswith(
+            "run 1: policy: at chunk 1, eval_token_f1 0.2 ranks 2nd of 2"
+        ) and line.endswith(": stop")
+        (command,) = store.pending_commands()
+        assert (command.verb, command.run_id) == ("stop", 1)
 
 
 def test_a_dry_run_records_decisions_without_commands(tmp_path: Path) -> None:

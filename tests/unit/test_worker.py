@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from rfcli.engine.messages import ChunkDone, ChunkTrained, TrainChunk, WorkerReply
+from rfcli.engine.messages import ChunkDone, ChunkProgress, ChunkTrained, TrainChunk, WorkerReply
 from rfcli.engine.worker import Worker
 from rfcli.trainers import openmp
 from rfcli.trainers.checkpoints import STAGING_FOLDER
@@ -32,6 +32,11 @@ def order(run_id: int, lora: dict[str, Any] | None, global_step: int = 0) -> Tra
     return TrainChunk(run_id, config, checkpoint=None, global_step=global_step)
 
 
+def outcomes(sent: list[WorkerReply]) -> list[WorkerReply]:
+    """What the worker said of its chunks, without the progress it reports while they train."""
+    return [message for message in sent if not isinstance(message, ChunkProgress)]
+
+
 def test_a_full_fine_tune_trains_its_next_chunk_from_memory_not_from_disk(tmp_path: Path) -> None:
     sent: list[WorkerReply] = []
     worker = Worker(0, tmp_path, sent.append)
@@ -39,7 +44,7 @@ def test_a_full_fine_tune_trains_its_next_chunk_from_memory_not_from_disk(tmp_pa
     assert worker.train_chunk(full) == ChunkTrained(0, 1, chunk_index=1)
     session = worker.sessions[1]
     session.wait_written()
-    (done,) = sent
+    (done,) = outcomes(sent)
     assert isinstance(done, ChunkDone) and (done.chunk_index, done.global_step) == (1, 2)
     checkpoint = Path(done.checkpoint)
     assert {"model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json"} <= {
@@ -53,7 +58,8 @@ def test_a_full_fine_tune_trains_its_next_chunk_from_memory_not_from_disk(tmp_pa
     )
     assert worker.sessions[1] is session  # parked and continued, not rebuilt from the checkpoint
     session.wait_written()
-    assert isinstance(sent[-1], ChunkDone) and sent[-1].finished and sent[-1].global_step == 4
+    last = outcomes(sent)[-1]
+    assert isinstance(last, ChunkDone) and last.finished and last.global_step == 4
     worker.close()
 
 
@@ -63,7 +69,7 @@ def test_runs_on_one_model_write_their_own_adapters_while_the_next_one_trains(tm
     for run_id, rank in ((1, 4), (2, 8)):
         worker.train_chunk(order(run_id, lora={"r": rank, "target_modules": "all-linear"}))
     worker.wait_for_writes()
-    for done in sent:
+    for done in outcomes(sent):
         assert isinstance(done, ChunkDone)
         (adapter,) = [path for path in Path(done.checkpoint).iterdir() if path.is_dir()]
         assert adapter.name == f"run_{done.run_id}"
