@@ -158,7 +158,7 @@ class CommandApplier:
         does, since a resumed optimizer would bring back the old learning rate."""
         config: dict[str, Any] = args["config"]
         if config != run.config:
-            self.store.set_config(run.id, config, config_fingerprint(config))
+            self.store.set_config(run.id, config)
             if run.checkpoint is not None:
                 fresh_optimizer(Path(run.checkpoint))
         overrides = " ".join(args.get("overrides", []))

@@ -301,15 +301,16 @@ class ExperimentStore:
             )
             self._insert_event(run_id, target.value, cause, detail if detail is not None else error, now)
 
-    def set_config(self, run_id: int, config: dict[str, Any], fingerprint: str) -> None:
+    def set_config(self, run_id: int, config: dict[str, Any]) -> None:
         """A run's config changed in place (a retry with overrides). Its chunk and step totals may
-        change with it, so they are forgotten until it trains again."""
+        change with it, so they are forgotten until it trains again. Its fingerprint stays the
+        plan's: it is still the plan's run, so `rf run` of the same file still attaches."""
         with self._transaction() as db:
             self._update_run(
                 db,
                 run_id,
-                "config = ?, fingerprint = ?, total_chunks = NULL, max_steps = NULL, updated_at = ?",
-                (json.dumps(config), fingerprint, time.time()),
+                "config = ?, total_chunks = NULL, max_steps = NULL, updated_at = ?",
+                (json.dumps(config), time.time()),
             )
 
     def set_plan_totals(self, run_id: int, total_chunks: int, max_steps: int) -> None:

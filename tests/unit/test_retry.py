@@ -58,7 +58,7 @@ def test_a_failed_run_retries_from_its_last_chunk_with_the_new_config(store: Exp
     assert lines == ["run 1: retries from chunk 2 (step 8) with training.learning_rate=0.001"]
     run = store.run(1)
     assert (run.state, run.error, run.chunks_done, run.global_step) == ("ready", None, 2, 8)
-    assert run.config == new and run.fingerprint == config_fingerprint(new)
+    assert run.config == new and run.fingerprint == config_fingerprint(CONFIG)  # still the plan's run
     assert run.total_chunks is None and run.max_steps is None  # learned again as it trains
     # A fresh optimizer and schedule: a resumed optimizer would bring back the old learning rate.
     assert {path.name for path in Path(run.checkpoint or "").iterdir()} == CHECKPOINT_FILES - {
