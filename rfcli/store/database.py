@@ -1,14 +1,18 @@
 """`ExperimentStore`: the experiment's SQLite state store, shared by the controller and `rf ctl`.
 
 One file in WAL mode: readers never block the writer, and writers from several processes wait
-for each other (up to `BUSY_TIMEOUT_S`) instead of failing. Every write is one `BEGIN IMMEDIATE`
+for each other (up to `BUSY_TIMEOUT_S`) instead of failing. Switching a fresh file to WAL is the
+one step SQLite does not wait on (it answers "database is locked" at once), so openers take turns
+at it under an advisory lock on the folder. Every write is one `BEGIN IMMEDIATE`
 transaction, so a process killed mid-write leaves the store as it was before that write.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -176,6 +180,17 @@ class CommandRecord:
         return self.outcome is None
 
 
+@contextmanager
+def _one_opener_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold an `flock` on the store's folder: released when the block ends or the process dies."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class ExperimentStore:
     """One experiment's state: runs, metrics, events, control commands. Safe across processes."""
 
@@ -191,9 +206,10 @@ class ExperimentStore:
         self._batched = False  # inside `transaction()`: writes join it instead of committing
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._create_schema()
+            with _one_opener_at_a_time(self.path.parent):
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._create_schema()
         except BaseException:
             self._db.close()
             raise
