@@ -146,7 +146,7 @@ class Controller:
         if parked is not None and parked[0] != worker:
             self.pool.send(parked[0], ReleaseRun(run.id))
         if run.mlflow_run_id is None:
-            self.start_mlflow_run(run)
+            self.unsynced.add(run.id)  # its MLflow run is made on the next flush, not on the way to a worker
         self.store.set_state(run.id, "running", cause="scheduler", detail=f"worker {worker}", worker=worker)
         self.placement.busy[run.id] = worker
         self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
@@ -275,8 +275,14 @@ class Controller:
         """Send recorded metrics to MLflow, and end the MLflow runs of runs that finished."""
         while self.unsynced:
             run = self.store.run(self.unsynced.pop())
+            new = run.mlflow_run_id is None
+            if new and run.state == "deleted":
+                continue
+            if new:
+                self.start_mlflow_run(run)
+                run = self.store.run(run.id)
             self.sync_mlflow(run)
-            if run.state == "completed":
+            if run.state == "completed" or (new and run.state in MLFLOW_END_STATUS):
                 self.end_mlflow_run(run)
 
     def sync_mlflow(self, run: RunRecord) -> None:

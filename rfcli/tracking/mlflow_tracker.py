@@ -5,6 +5,10 @@ MLflow run id. MLflow is imported when a tracker is built, never at module level
 
 By default an experiment is tracked in `<experiment folder>/mlflow.db`; an experiment created
 with another tracking URI (say a shared `http://` server) keeps it in `<folder>/tracking_uri`.
+
+A tracker opens its store on a thread of its own (importing MLflow and creating or migrating a
+new SQLite store takes 2 to 3 s), so `rf run` starts its first chunks meanwhile; the first call
+that needs the store waits for it, and an error in opening it is raised there.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +39,10 @@ RUN_END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # Characters MLflow accepts in param, metric and tag names (POSIX); anything else becomes "_",
 # so a TRL metric such as "rewards/<lambda>/mean" is logged instead of failing its whole batch.
 _BAD_KEY_CHARACTERS = re.compile(r"[^\w./\- :]")
+
+_OPENER = ThreadPoolExecutor(1, thread_name_prefix="rf-mlflow-open")
+"""One thread opens the trackers of a process, one after another: two first opens of one new
+SQLite store at once would both create its tables."""
 
 
 def default_tracking_uri(experiment_folder: Path) -> str:
@@ -76,44 +85,58 @@ class MlflowTracker:
         # With an http:// URI, ending a run prints "View run ... at ..." to stdout, which would
         # scribble over a terminal UI; users open `rf ui` or their server instead.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self._opened: Future[tuple[MlflowClient, str]] = _OPENER.submit(self._open)
+
+    @property
+    def _client(self) -> MlflowClient:
+        return self._opened.result()[0]
+
+    @property
+    def experiment_id(self) -> str:
+        return self._opened.result()[1]
+
+    def _open(self) -> tuple[MlflowClient, str]:
         from mlflow.tracking import MlflowClient
 
         _quiet_mlflow_logging()
-        self.tracking_uri = tracking_uri
-        self.experiment_name = experiment_name
-        self._client: MlflowClient = MlflowClient(tracking_uri=tracking_uri)
-        self.experiment_id = self._experiment_id(experiment_name)
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        return client, self._experiment_id(client, self.experiment_name)
 
     def start_run(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         """Create an MLflow run with these (already flattened, dotted) params; its run id."""
+        client = self._client  # first: MLflow imports on the opening thread until then
         from mlflow.entities import Param
 
-        run = self._client.create_run(self.experiment_id, run_name=run_name, tags=_tag_values(tags))
+        run = client.create_run(self.experiment_id, run_name=run_name, tags=_tag_values(tags))
         run_id: str = run.info.run_id
         # A dict, so two keys that became the same MLflow key are logged once (a batch with a
         # param twice under different values is refused).
         values = {mlflow_key(key): param_value(value) for key, value in params.items()}
         entries = [Param(key, value) for key, value in values.items()]
         for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
-            self._client.log_batch(run_id, params=entries[start : start + MAX_PARAMS_PER_BATCH])
+            client.log_batch(run_id, params=entries[start : start + MAX_PARAMS_PER_BATCH])
         return run_id
 
     def log_metrics(self, mlflow_run_id: str, rows: Sequence[tuple[int, str, float]]) -> None:
         """Log (step, key, value) rows, one `log_batch` per 1000. NaN is stored as NaN; MLflow's
         SQL store turns +/-inf into +/-1.8e308 (the largest float)."""
+        client = self._client  # first: MLflow imports on the opening thread until then
         from mlflow.entities import Metric
 
         timestamp = int(time.time() * 1000)
         metrics = [Metric(mlflow_key(key), float(value), timestamp, int(step)) for step, key, value in rows]
         for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self._client.log_batch(mlflow_run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+            client.log_batch(mlflow_run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
 
     def set_tags(self, mlflow_run_id: str, tags: dict[str, str]) -> None:
+        client = self._client  # first: MLflow imports on the opening thread until then
         from mlflow.entities import RunTag
 
         entries = [RunTag(key, value) for key, value in _tag_values(tags).items()]
         for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
-            self._client.log_batch(mlflow_run_id, tags=entries[start : start + MAX_PARAMS_PER_BATCH])
+            client.log_batch(mlflow_run_id, tags=entries[start : start + MAX_PARAMS_PER_BATCH])
 
     def end_run(self, mlflow_run_id: str, status: str) -> None:
         """Mark the run ended: FINISHED, FAILED or KILLED."""
@@ -126,21 +149,21 @@ class MlflowTracker:
         history = self._client.get_metric_history(mlflow_run_id, mlflow_key(key))
         return sorted((metric.step, metric.value) for metric in history)
 
-    def _experiment_id(self, name: str) -> str:
+    def _experiment_id(self, client: MlflowClient, name: str) -> str:
         """Get the experiment by name, restoring it if deleted in the UI, or create it."""
         from mlflow.exceptions import MlflowException
 
-        experiment = self._client.get_experiment_by_name(name)
+        experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
-                self._client.restore_experiment(experiment.experiment_id)
+                client.restore_experiment(experiment.experiment_id)
             return str(experiment.experiment_id)
         try:
             artifact_location = _artifact_location(self.tracking_uri)
-            return str(self._client.create_experiment(name, artifact_location=artifact_location))
+            return str(client.create_experiment(name, artifact_location=artifact_location))
         except MlflowException:
             # Another process created it between our look-up and create.
-            experiment = self._client.get_experiment_by_name(name)
+            experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise
             return str(experiment.experiment_id)
