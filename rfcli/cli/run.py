@@ -68,39 +68,43 @@ def run_command(
     console = output_console()
     named = named_folder(config, overrides or [])
     lock = ExperimentLock(ExperimentLayout(named).lock_file, "rf run") if named is not None else None
+    pool: Pool | None = None
     try:
         if lock is not None and lock.path.parent.is_dir():
             lock.acquire()  # a second `rf run` is refused before its plan compiles or data loads
+        if named is not None and backend is Backend.local:
+            # Its imports (seconds) overlap the plan's; it writes nothing until it gets a chunk.
+            pool = start_workers(named, backend, workers, address)
         run_plan = compile_plan(config, overrides or [])
         check_inputs(run_plan)  # before the folder is made: a bad input leaves nothing behind
         folder = make_folder(run_plan)
         if lock is None or not lock.held:
             lock = ExperimentLock(ExperimentLayout(folder).lock_file, "rf run")
             lock.acquire()
-        train(run_plan, console, backend, workers, address)
+        if pool is None or pool.experiment != folder:
+            if pool is not None:
+                pool.shutdown(timeout=0)
+            pool = start_workers(folder, backend, workers, address)  # a Ray actor checks it sees the folder
+        train(run_plan, console, pool)
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(timeout=0)
+        raise
     finally:
         if lock is not None:
             lock.release()
 
 
-def train(
-    run_plan: RunPlan, console: Console, backend: Backend, workers: int | None, address: str | None
-) -> None:
-    """Open the experiment (this process holds its lock) and train until no run can go on."""
+def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
+    """Open the experiment (this process holds its lock) and train on `pool` until no run can go on."""
     from rfcli.engine.control import mirror_deferred
     from rfcli.engine.controller import Controller
-    from rfcli.engine.experiment import open_experiment, plan_folder
+    from rfcli.engine.experiment import open_experiment
     from rfcli.ui.live import LiveView
     from rfcli.ui.tables import experiment_view
 
-    # Workers start first: their imports and model loading overlap MLflow's set-up.
-    pool = start_workers(plan_folder(run_plan), backend, workers, address)
-    try:
-        experiment = open_experiment(run_plan)
-        mirror_deferred(experiment.store, experiment.tracker)
-    except BaseException:
-        pool.shutdown(timeout=0)
-        raise
+    experiment = open_experiment(run_plan)
+    mirror_deferred(experiment.store, experiment.tracker)
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():
         pool.shutdown(timeout=0)

@@ -65,7 +65,13 @@ def start_worker(
     import torch
 
     torch.set_num_threads(threads)
-    return Worker(worker_id, Path(experiment), send)
+    worker = Worker(worker_id, Path(experiment), send)
+    # The trainer stack (seconds of imports) loads now, while the controller compiles the plan and
+    # opens MLflow, instead of at the first chunk.
+    import rfcli.trainers.build  # noqa: F401
+    import rfcli.trainers.session  # noqa: F401
+
+    return worker
 
 
 def exit_with_parent() -> None:
