@@ -132,6 +132,13 @@ def probe_file(experiment: Path, token: str) -> Path:
     return experiment / f".shared-folder-probe-{token}"
 
 
+def clear_probes(experiment: Path) -> None:
+    """Probes and answers a killed `rf run` left: this process holds the experiment's lock, so no
+    other `rf run` is probing it now."""
+    for stale in experiment.glob(probe_file(experiment, "*").name):
+        stale.unlink(missing_ok=True)
+
+
 def answer_file(experiment: Path, token: str, worker_id: int) -> Path:
     return probe_file(experiment, token).with_suffix(f".worker-{worker_id}")
 
@@ -188,6 +195,7 @@ class RayWorkerPool:
         self.actor_class = ray.remote(RayWorker).options(**options)
         self.threads = max(1, int(cpus))
         self.token = uuid.uuid4().hex
+        clear_probes(experiment)
         probe_file(experiment, self.token).write_text(self.token, encoding="utf-8")
         self._chunks: dict[Any, int] = {}
         """Each chunk in flight: the object ref of its answer -> the worker training it."""

@@ -1,12 +1,21 @@
 """`rf run --backend ray` end to end: Ray actors train the same steps as local worker processes, on
 a Ray that `rf run` starts for this machine, and on a simulated two-node cluster where an actor is
-killed mid-chunk. Three runs on two workers, so runs move between workers (and nodes)."""
+killed mid-chunk; keys, `rf ctl`, `rf status` and a `kill -9` of `rf run` work as on the local
+backend. Three runs on two workers, so runs move between workers (and nodes)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+import pty
 import re
 import signal
+import struct
+import subprocess
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from rfcli.store.database import ExperimentStore
-from tests.e2e.conftest import run_rf, sweep_config, write_yaml
-from tests.e2e.test_control import start_rf, wait_for
+from tests.e2e.conftest import REPO_ROOT, RF, run_rf, sweep_config, write_yaml
+from tests.e2e.test_control import chunks_recorded, start_rf, wait_for
+from tests.e2e.test_keys import key_events, read_all
 from tests.e2e.test_run_cli import (
     assert_same_series,
     mlflow_runs,
@@ -137,4 +147,57 @@ def test_two_nodes_share_runs_and_an_actor_killed_mid_chunk_loses_only_that_chun
         lost = [e for e in store.events(limit=10_000) if e.cause == "recovery" and "died" in (e.detail or "")]
     assert lost, output
     assert "trains chunk" in output and "again" in output
+    assert_same_losses_as_local(experiments / "local", folder)
+
+
+def run_states(folder: Path) -> dict[int, str]:
+    with ExperimentStore(folder / "state.db") as store:
+        return {run.id: run.state for run in store.runs()}
+
+
+def test_keys_ctl_status_and_kill_9_then_restart_work_on_ray_as_on_local(
+    sweeps: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Run 1 stopped by key and resumed by `rf ctl`, `rf status` read meanwhile, `rf run` killed with
+    -9 mid-sweep and started again: every step trained as by the uninterrupted local sweep (in 8
+    chunks here against its 4: chunking does not change a step)."""
+    config, experiments = sweeps
+    folder = experiments / "ray-steered"
+    args = [str(config), "name=ray-steered", "num_chunks=8", "--backend", "ray", "--workers", "2"]
+    terminal, screen_side = pty.openpty()
+    fcntl.ioctl(screen_side, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    process = subprocess.Popen(
+        [str(RF), "run", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TERM": "xterm-256color"},
+        stdin=screen_side,
+        stdout=screen_side,
+        stderr=screen_side,
+        start_new_session=True,  # its Ray's processes too, so the test can clear what a kill -9 leaves
+    )
+    os.close(screen_side)
+    screen = bytearray()
+    threading.Thread(target=read_all, args=(terminal, screen), daemon=True).start()
+    try:
+        wait_for(lambda: chunks_recorded(folder) >= 1, "the first chunk")
+        os.write(terminal, b"s")  # run 1 is selected first
+        wait_for(lambda: (1, "stopped") in key_events(folder), "run 1 stopped by key")
+        status = run_rf("status", "ray-steered", "--dir", experiments, "--json", expect=0)
+        assert {run["id"]: run["state"] for run in json.loads(status.stdout)["runs"]}[1] == "stopped"
+        run_rf("ctl", "resume", "1", "--dir", experiments, "--experiment", "ray-steered", expect=0)
+        wait_for(lambda: run_states(folder)[1] != "stopped", "run 1 resumed by rf ctl")
+        wait_for(lambda: chunks_recorded(folder) >= 8, "a third of the sweep")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # Ray's servers and agents a killed `rf run` leaves
+        os.close(terminal)
+    assert run_states(folder) != {1: "completed", 2: "completed", 3: "completed"}, "killed mid-sweep"
+
+    run_rf("run", *args, expect=0)
+    with ExperimentStore(folder / "state.db") as store:
+        events = store.events(limit=10_000)
+    assert any(event.cause == "recovery" for event in events), "the killed rf run left runs to recover"
+    assert {(1, "ready")} <= {(event.run_id, event.kind) for event in events if event.cause == "rf ctl"}
     assert_same_losses_as_local(experiments / "local", folder)
