@@ -21,11 +21,16 @@ The rules, applied after every recorded chunk to what the store holds:
 6. A NaN value ranks after every number, and its run is stopped whatever the cohort.
 7. A run with no value at the rung (the metric was not recorded at that chunk: no eval set, a
    misspelled name) goes on unjudged; the decision says so, once.
-8. ASHA (asynchronous) judges a run the moment it reaches a rung, against the values recorded
-   there so far: it acts long before any run completes. SHA (synchronous) judges a rung once no
-   run in the schedule can still reach it, all its runs together; a run reaching it after that
-   (a resumed run, a late clone) is judged as ASHA would. Neither ever holds a run back: while a
-   rung waits, the scheduler keeps every worker busy with whatever can train.
+8. ASHA (asynchronous) judges a run at a rung as late as it can without holding it back: once
+   every run that can still reach the rung is training its chunk right now, against the values
+   recorded there by then. The scheduler trains the runs furthest behind first, so until that
+   moment a worker has a run waiting below the rung to train anyway, and the run at the rung gains
+   more values to be compared with. With one worker that is the whole cohort; with more, the runs
+   in flight are missing from it, and the decision still comes long before any run completes.
+   SHA (synchronous) judges a rung once no run in the schedule can still reach it, all its runs
+   together, letting runs at the rung train on meanwhile when a worker has nothing else to do; a
+   run reaching it after that (a resumed run, a late clone) is judged as ASHA would. Neither ever
+   holds a run back: while a rung waits, the scheduler keeps every worker busy.
 9. Only runs in the schedule (pending, ready, running) are judged. Decisions come out ordered by
    rung, then run id, so the same recorded values always give the same decisions.
 
@@ -72,6 +77,8 @@ class SuccessiveHalving:
             opened = any(rung in run.judged for run in runs)
             if self.synchronous and not opened and any(run.can_still_reach(rung) for run in runs):
                 continue  # rule 8: the cohort is not complete yet
+            if any(run.can_still_reach(rung) and run.state != "running" for run in runs):
+                continue  # rule 8: a run waiting below the rung trains first; its value may come
             training = list(recorded_at([run for run in runs if run.in_schedule], rung).values())
             for run in sorted(runs, key=lambda run: run.run_id):
                 due = run.in_schedule and rung in run.values and rung not in run.judged

@@ -79,9 +79,21 @@ def test_asha_keeps_the_best_half_of_the_values_recorded_so_far() -> None:
     assert decisions[4].reason.endswith("the best 2 go on (cutoff 1): goes on")
 
 
-def test_asha_acts_before_any_run_completes_and_before_the_others_reach_the_rung() -> None:
-    runs = [run(1, {1: 1.0}, judged=(1,)), run(2, {1: 2.0}), run(3, done=0), run(4, done=0)]
-    assert verbs(ASHA.decide(runs)) == {(2, 1): "stop"}
+def test_asha_judges_a_rung_once_every_run_that_can_still_reach_it_is_training() -> None:
+    waiting = [
+        run(1, {1: 1.0}, judged=(1,)),
+        run(2, {1: 2.0}),
+        run(3, done=0),
+        run(4, done=0, state="running"),
+    ]
+    assert ASHA.decide(waiting) == []  # run 3 trains before run 2 anyway, and its value may count
+    in_flight = [
+        run(1, {1: 1.0}, judged=(1,)),
+        run(2, {1: 2.0}),
+        run(3, done=0, state="running"),
+        run(4, done=0, state="running"),
+    ]
+    assert verbs(ASHA.decide(in_flight)) == {(2, 1): "stop"}  # before runs 3 and 4 reach the rung
 
 
 def test_sha_waits_until_no_run_in_the_schedule_can_reach_the_rung() -> None:
@@ -96,7 +108,7 @@ def test_sha_judges_a_late_run_at_an_opened_rung_like_asha() -> None:
         run(1, {1: 1.0}, judged=(1,)),
         run(2, {1: 2.0}, state="stopped", judged=(1,)),
         run(3, {1: 3.0}),
-        run(4, done=0),
+        run(4, done=0, state="running"),
     ]
     assert verbs(SHA.decide(runs)) == {(3, 1): "stop"}
 
@@ -169,7 +181,7 @@ def test_the_best_run_still_training_is_never_stopped_by_runs_that_left() -> Non
 
 
 def test_a_warm_clone_is_judged_only_at_rungs_it_trained_itself() -> None:
-    parent = run(1, {1: 1.0, 2: 1.0}, judged=(1, 2))
+    parent = run(1, {1: 1.0, 2: 1.0}, judged=(1, 2), state="running")
     clone = run(5, {3: 0.1, 4: 3.0}, done=4)  # started at chunk 2 from run 1's weights
     assert verbs(ASHA.decide([parent, clone])) == {(5, 4): "continue"}  # fewer values than eta at 4
 
@@ -286,8 +298,9 @@ def test_no_worker_waits_on_a_policy_while_a_run_could_train(synchronous: bool) 
             assert finished and set(finished) | set(result.stopped) == set(seconds)
 
 
-def test_with_one_worker_sha_trains_no_chunk_past_a_rung_before_deciding_it() -> None:
-    policy = SuccessiveHalving("eval_loss", eta=2, synchronous=True)
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_with_one_worker_no_chunk_trains_past_a_rung_before_it_is_decided(synchronous: bool) -> None:
+    policy = SuccessiveHalving("eval_loss", eta=2, synchronous=synchronous)
     for seed in range(30):
         seconds, values, chunks = simulated_case(seed)
         result = simulate(seconds, chunks, 1, policy, values)
