@@ -6,8 +6,8 @@ Each measurement is a fresh process that trains `--runs` LoRA runs of rf-small (
 128) in `--chunks` chunks of `--steps` steps each, the way a worker does: one parked thread per run,
 taking turns chunk by chunk. A timing callback records the wall time of every optimizer step. Two
 variants, interleaved round by round so that both see the same load on a shared machine:
-- `release`: a parked run's thread gives back its OpenMP threads (`trainers/openmp.py`), as rf does
-  while the load average is below twice the core count;
+- `release`: the thread that hands out the chunks and a parked run's thread give back their OpenMP
+  threads (`trainers/openmp.py`), as rf does while the load average is below twice the core count;
 - `keep`: they are kept, as rf does on an oversubscribed machine (and always did before).
 The table gives the median step time of first chunks and of later chunks, per variant and run count.
 """
@@ -43,7 +43,8 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
     from rfcli.trainers.session import RunSession
 
     # Both variants regardless of the machine's load (rf itself keeps the teams when oversubscribed).
-    session_module.release_parked_team = free_thread_team if variant == "release" else lambda: False
+    release = free_thread_team if variant == "release" else lambda: False
+    session_module.release_idle_team = release
     torch.set_num_threads(os.cpu_count() or 1)
     total_steps = chunks * steps
     config = ExperimentConfig(
@@ -92,6 +93,7 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
         sessions.append(RunSession(trainer, chunks, activate, saved=lambda result: None))
     for _ in range(chunks):
         for session in sessions:
+            release()  # as a worker's thread does before each chunk it hands over
             session.train_chunk()
             session.wait_written()
     for session in sessions:

@@ -27,6 +27,7 @@ from rfcli.engine.messages import (
     WorkerReply,
 )
 from rfcli.store.layout import ExperimentLayout
+from rfcli.trainers.openmp import release_idle_team
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -133,6 +134,7 @@ class Worker:
                 self.release(order.run_id)
                 session = self._start_session(order)
             self._started[order.run_id] = (started, time.perf_counter() - started)
+            release_idle_team()  # this thread waits while the run's own thread trains
             outcome = session.train_chunk()
         except BaseException as error:  # noqa: BLE001 - one run failing must leave the others training
             failed = self.sessions.get(order.run_id)

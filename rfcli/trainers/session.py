@@ -27,7 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.chunking import chunk_boundaries, steps_per_epoch
 from rfcli.trainers.generation_eval import GenerationMetrics
-from rfcli.trainers.openmp import release_parked_team
+from rfcli.trainers.openmp import release_idle_team
 from rfcli.trainers.parking import HostParking
 from rfcli.trainers.rng import RngState, capture_rng, restore_rng
 
@@ -248,7 +248,7 @@ class RunSession:
             return  # reported once train() has returned and the thread is quiet
         self._report_saved(outcome)
         self.parking.park()
-        release_parked_team()
+        release_idle_team()
         self._turn.acquire()
         if self._leaving:
             control.should_training_stop = True

@@ -16,7 +16,7 @@ from rfcli.engine.messages import ChunkDone, ChunkProgress, ChunkTrained, TrainC
 from rfcli.engine.worker import Worker
 from rfcli.trainers import openmp
 from rfcli.trainers.checkpoints import STAGING_FOLDER
-from rfcli.trainers.openmp import free_thread_team, release_parked_team
+from rfcli.trainers.openmp import free_thread_team, release_idle_team
 
 
 def order(run_id: int, lora: dict[str, Any] | None, global_step: int = 0) -> TrainChunk:
@@ -106,6 +106,6 @@ def test_a_parked_team_is_kept_while_the_machine_is_oversubscribed(monkeypatch: 
     monkeypatch.setattr(openmp, "free_thread_team", free)
     cores = os.cpu_count() or 1
     monkeypatch.setattr(os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
-    assert not release_parked_team() and not freed
+    assert not release_idle_team() and not freed
     monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
-    assert release_parked_team() and freed
+    assert release_idle_team() and freed
