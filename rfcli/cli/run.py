@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from rfcli.engine.pool import Pool
 
 
+INTERRUPTED_EXIT = 130
+"""What a shell reports for a command ended by Ctrl-C (128 + SIGINT)."""
+
+
 class Backend(StrEnum):
     local = "local"
     ray = "ray"
@@ -119,16 +123,19 @@ def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
             view.refresh()
             controller.leaving = controller.leaving or view.leave_requested
 
+        interrupted = False
         try:
             controller.run(refresh)
         except KeyboardInterrupt:
+            interrupted = True
             view.announce("interrupted: runs in flight resume from their last chunk on the next `rf run`")
         finally:
             controller.shutdown()
     failed = [run.id for run in experiment.store.runs() if run.state == "failed"]
     if failed:
         console.print(f"[red]failed runs: {', '.join(map(str, failed))}[/] (see `rf status`)")
-        raise typer.Exit(1)
+    if interrupted or failed:
+        raise typer.Exit(INTERRUPTED_EXIT if interrupted else 1)
 
 
 def check_backend(backend: Backend, address: str | None) -> None:

@@ -305,13 +305,15 @@ class Controller:
             self.tracker.end_run(run.mlflow_run_id, MLFLOW_END_STATUS[run.state])
 
     def shutdown(self) -> None:
-        """On Ctrl-C: chunks in flight are lost, their runs resume from the last recorded chunk."""
+        """On Ctrl-C: chunks in flight are lost and their workers stopped at once; their runs resume
+        from the last recorded chunk."""
         self.flush_mlflow()
-        for run_id in self.placement.in_flight():
+        abandoned = self.placement.in_flight()
+        for run_id in abandoned:
             self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
         self.placement.busy.clear()
         self.placement.saving.clear()
-        self.pool.shutdown()
+        self.pool.shutdown(timeout=0 if abandoned else 10.0)
 
 
 def chunk_line(run: RunRecord, metrics: dict[str, float], done: ChunkDone) -> str:

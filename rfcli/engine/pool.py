@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
@@ -80,7 +81,13 @@ class WorkerPool:
             name=f"rf-worker-{worker_id}",
             daemon=True,
         )
-        process.start()
+        # Ctrl-C reaches every process of the terminal's group; the controller stops its workers
+        # itself. A process started with SIGINT ignored keeps ignoring it, from its first instruction.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return WorkerHandle(worker_id, device, process, inbox)
 
     def send(self, worker_id: int, message: TrainChunk | ReleaseRun) -> None:

@@ -107,6 +107,36 @@ def test_kill_9_at_several_points_then_resume_ends_as_an_uninterrupted_run(tmp_p
             assert steps == list(range(1, run.max_steps + 1)), f"run {run.id}: each step logged once"  # type: ignore[operator]
 
 
+def test_ctrl_c_stops_at_once_with_status_130_and_no_traceback_then_rf_run_resumes(tmp_path: Path) -> None:
+    experiments = tmp_path / "experiments"
+    path = write_yaml(tmp_path / "interrupted.yaml", two_run_config(experiments, "interrupted"))
+    folder = experiments / "interrupted"
+    process = subprocess.Popen(
+        [str(RF), "run", str(path)],
+        cwd=REPO_ROOT,
+        env=os.environ,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(partial(has_chunks, folder, 2), "two chunks")
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the workers get it too
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output, output
+    with ExperimentStore(folder / "state.db") as store:
+        assert all(run.state != "running" for run in store.runs())
+
+    run_rf("run", path, expect=0)
+    with ExperimentStore(folder / "state.db") as store:
+        for run in store.runs():
+            assert run.state == "completed"
+            steps = [step for step, key, _ in store.metrics(run.id) if key == "loss"]
+            assert sorted(steps) == list(range(1, (run.max_steps or 0) + 1)), "each step recorded once"
+
+
 def test_ctl_stops_resumes_deletes_and_clones_during_a_run(tmp_path: Path) -> None:
     experiments = tmp_path / "experiments"
     config = two_run_config(experiments, "steered")
