@@ -24,7 +24,8 @@ pytestmark = pytest.mark.e2e
 REL_TOL = 1e-5
 
 
-def start_rf(*args: str | Path) -> subprocess.Popen[str]:
+def start_rf(*args: str | Path, own_group: bool = False) -> subprocess.Popen[str]:
+    """`rf ARGS` in the background; `own_group`: in a process group of its own, workers included."""
     return subprocess.Popen(
         [str(RF), *map(str, args)],
         cwd=REPO_ROOT,
@@ -33,6 +34,7 @@ def start_rf(*args: str | Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=own_group,
     )
 
 
@@ -111,16 +113,7 @@ def test_ctrl_c_stops_at_once_with_status_130_and_no_traceback_then_rf_run_resum
     experiments = tmp_path / "experiments"
     path = write_yaml(tmp_path / "interrupted.yaml", two_run_config(experiments, "interrupted"))
     folder = experiments / "interrupted"
-    process = subprocess.Popen(
-        [str(RF), "run", str(path)],
-        cwd=REPO_ROOT,
-        env=os.environ,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_rf("run", path, own_group=True)
     wait_for(partial(has_chunks, folder, 2), "two chunks")
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the workers get it too
     output, _ = process.communicate(timeout=30)
