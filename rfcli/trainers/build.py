@@ -16,6 +16,7 @@ from rfcli.config.kinds import load_class, trainer_kind
 from rfcli.config.training import training_arguments
 from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.dpo_reference import BaseModelReference, ReferenceCache
+from rfcli.trainers.grouped_eval import GroupedEval
 from rfcli.trainers.host import reference_key, reference_model
 from rfcli.trainers.rewards import reward_function
 
@@ -64,8 +65,10 @@ def save_adapter(model: PeftModel, name: str, folder: str) -> None:
 
 @functools.cache
 def trainer_class(trainer: str) -> type[Trainer]:
-    base = load_class(trainer_kind(trainer).trainer_class)
-    mixins: tuple[type, ...] = (BaseModelReference,) if trainer_kind(trainer).uses_reference else ()
+    kind = trainer_kind(trainer)
+    base = load_class(kind.trainer_class)
+    mixins: tuple[type, ...] = (BaseModelReference,) if kind.uses_reference else ()
+    mixins += (GroupedEval,) if kind.eval_in_length_groups else ()
     return type(f"Chunked{base.__name__}", (LeanCheckpoints, BackgroundCheckpoints, *mixins, base), {})
 
 
