@@ -35,9 +35,9 @@ class TrainerKind:
     steps_from_rows: bool = True
     """An epoch's optimizer steps follow from the row count and batch size (GRPO's follow from
     its generations, known only when training)."""
-    eval_in_length_groups: bool = False
-    """Its evaluation reads only per-token fields of each batch, so a batch's rows may be forwarded
-    in groups of similar length (`trainers/grouped_eval`) with the same result and less padding."""
+    mixins: tuple[str, ...] = ()
+    """rf's own additions to its trainer class, 'module:Class', each resting on how this kind's TRL
+    trainer works (see each module)."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """rf's defaults that differ from TRL's for this kind, each for a reason."""
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
@@ -69,7 +69,10 @@ KINDS: dict[str, TrainerKind] = {
         "trl:SFTConfig",
         "trl:SFTTrainer",
         (("text",), ("messages",), ("prompt", "completion")),
-        eval_in_length_groups=True,
+        mixins=(
+            "rfcli.trainers.grouped_eval:GroupedEval",
+            "rfcli.trainers.shared_preparation:SharedPreparation",
+        ),
         fields={"max_length": integer(1, optional=True)},
     ),
     "dpo": TrainerKind(

@@ -16,7 +16,6 @@ from rfcli.config.kinds import load_class, trainer_kind
 from rfcli.config.training import training_arguments
 from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.dpo_reference import BaseModelReference, ReferenceCache
-from rfcli.trainers.grouped_eval import GroupedEval
 from rfcli.trainers.host import reference_key, reference_model
 from rfcli.trainers.rewards import reward_function
 
@@ -68,7 +67,7 @@ def trainer_class(trainer: str) -> type[Trainer]:
     kind = trainer_kind(trainer)
     base = load_class(kind.trainer_class)
     mixins: tuple[type, ...] = (BaseModelReference,) if kind.uses_reference else ()
-    mixins += (GroupedEval,) if kind.eval_in_length_groups else ()
+    mixins += tuple(load_class(mixin) for mixin in kind.mixins)
     return type(f"Chunked{base.__name__}", (LeanCheckpoints, BackgroundCheckpoints, *mixins, base), {})
 
 
