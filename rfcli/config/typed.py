@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,7 +37,7 @@ def to_typed_config(raw: dict[str, Any]) -> ExperimentConfig:
     normalized = normalize_shorthands(raw)
     raise_all(schema_errors(normalized))
     try:
-        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), normalized))
+        typed = OmegaConf.to_object(OmegaConf.merge(structured_schema(), normalized))
     except MissingMandatoryValue as error:
         raise ConfigError("missing: this setting is required", key=error.full_key) from None
     except OmegaConfBaseException as error:
@@ -48,6 +49,13 @@ def to_typed_config(raw: dict[str, Any]) -> ExperimentConfig:
     return typed
 
 
+@functools.cache
+def structured_schema() -> DictConfig:
+    """The schema as OmegaConf builds it, once: building it takes tens of milliseconds, three times
+    per run of a plan, and `OmegaConf.merge` copies it rather than changing it."""
+    return OmegaConf.structured(ExperimentConfig)
+
+
 def problem_error(line: str) -> ConfigError:
     key, _, message = line.partition(": ")
     return ConfigError(message, key=key) if message else ConfigError(line)
@@ -56,7 +64,7 @@ def problem_error(line: str) -> ConfigError:
 def schema_errors(raw: dict[str, Any]) -> Iterator[ConfigError]:
     """Each value the schema rejects, found by merging the file into it one part at a time:
     OmegaConf alone stops at the first."""
-    yield from _merge_errors(OmegaConf.structured(ExperimentConfig), raw, [])
+    yield from _merge_errors(structured_schema(), raw, [])
 
 
 def _merge_errors(schema: DictConfig, value: Any, path: list[str]) -> Iterator[ConfigError]:
