@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -72,6 +73,9 @@ def start_worker(
     import rfcli.trainers.build  # noqa: F401
     import rfcli.trainers.session  # noqa: F401
 
+    # What the imports made lives as long as the process: frozen, it is left out of every garbage
+    # collection, and each run's `Trainer.train()` starts with a full one (0.23 s each, before).
+    gc.freeze()
     return worker
 
 
