@@ -106,7 +106,10 @@ class Controller:
         return bool(self.placement.in_flight()) or any(run.state in SCHEDULABLE for run in self.store.runs())
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
-        if verb == "delete":
+        if verb in ("stop", "delete"):
+            # A stopped run gives its worker back the memory it held (adapter, optimizer, trainer):
+            # a policy stops most runs, and on a shared model each parked adapter also slows every
+            # step of the others. Resumed, it is rebuilt from its checkpoint, like after a kill.
             parked = self.placement.parked.pop(run.id, None)
             if parked is not None:
                 self.pool.send(parked[0], ReleaseRun(run.id))

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from rfcli.engine.controller import Controller
-from rfcli.engine.messages import ChunkDone
+from rfcli.engine.messages import ChunkDone, ReleaseRun
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import ExperimentLayout
 
@@ -63,3 +63,19 @@ def test_recovery_removes_what_a_kill_left_of_a_deleted_run(
     controller.recover()
     assert not layout.run_folder(1).exists()
     assert (layout.checkpoints(2) / "checkpoint-5").is_dir()
+
+
+@pytest.mark.parametrize("verb", ["stop", "delete"])
+def test_a_stopped_or_deleted_run_is_released_from_the_worker_it_is_parked_on(
+    layout: ExperimentLayout, store: ExperimentStore, verb: str
+) -> None:
+    sent: list[tuple[int, ReleaseRun]] = []
+    pool = SimpleNamespace(experiment=layout.folder, workers=[], send=lambda *message: sent.append(message))
+    controller = Controller(store, tracker=None, pool=pool, announce=lambda line: None)  # type: ignore[arg-type]
+    controller.placement.parked.update({1: (0, 5), 2: (1, 5)})
+    store.add_command(verb, 1, {}, cause="key")
+
+    controller.steer_and_dispatch()
+
+    assert sent == [(0, ReleaseRun(1))]
+    assert controller.placement.parked == {2: (1, 5)}
