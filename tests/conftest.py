@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,3 +17,10 @@ def rf_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RF_CACHE_DIR", str(path))
         yield path
+
+
+def interrupt_at_default() -> None:
+    """A child's `preexec_fn` for tests that send it SIGINT: a shell without job control starts its
+    background commands (`make test &`) with SIGINT ignored, and their children would inherit that,
+    so Ctrl-C, as the test sends it, would reach a process that ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -18,6 +18,7 @@ import pytest
 
 from rfcli.store.database import ExperimentStore
 from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
+from tests.conftest import interrupt_at_default
 from tests.e2e.conftest import REPO_ROOT, RF, RF_TIMEOUT_S, describe, run_rf, sweep_config, write_yaml
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +36,7 @@ def start_rf(*args: str | Path, own_group: bool = False) -> subprocess.Popen[str
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=own_group,
+        preexec_fn=interrupt_at_default if own_group else None,
     )
 
 

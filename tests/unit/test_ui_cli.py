@@ -21,6 +21,7 @@ from rfcli.cli.ui import ui_command
 from rfcli.errors import NotFoundError, UserError
 from rfcli.store.layout import STATE_DB
 from rfcli.tracking.mlflow_tracker import remember_tracking_uri
+from tests.conftest import interrupt_at_default
 
 READY_TIMEOUT_S = 60.0  # about 9 s here; leave room for a loaded machine
 RUN_UI = "import typer; from rfcli.cli.ui import ui_command; typer.run(ui_command)"
@@ -92,6 +93,7 @@ def test_ui_serves_the_experiment_and_ctrl_c_stops_every_process(tmp_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=interrupt_at_default,
     )
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
