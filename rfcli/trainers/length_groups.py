@@ -27,7 +27,7 @@ def length_groups(lengths: list[int], overhead: int) -> list[list[int]]:
     order = sorted(range(len(lengths)), key=lambda row: lengths[row])
     sorted_lengths = [lengths[row] for row in order]
     # best[j]: the least cost of the first j sorted rows; cut[j]: where their last group starts.
-    best = [0] + [0] * len(order)
+    best = [0] * (len(order) + 1)
     cut = [0] * (len(order) + 1)
     for end in range(1, len(order) + 1):
         longest = sorted_lengths[end - 1]
