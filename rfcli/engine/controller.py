@@ -30,10 +30,9 @@ from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
+from rfcli.store.states import SCHEDULABLE
 from rfcli.tracking.mlflow_tracker import MlflowTracker
 
-SCHEDULABLE = ("pending", "ready")
-FINAL_STATES = ("completed", "failed", "deleted")
 MLFLOW_END_STATUS = {"completed": "FINISHED", "failed": "FAILED", "deleted": "KILLED"}
 
 

@@ -15,6 +15,7 @@ from rfcli.config.policy import POLICY_META
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder
 from rfcli.store.layout import ExperimentLayout
+from rfcli.store.states import UNFINISHED
 from rfcli.tracking.mlflow_tracker import MlflowTracker, remember_tracking_uri, tracking_uri_for
 
 RUN_NAME_LIMIT = 80
@@ -28,7 +29,7 @@ class Experiment:
 
     def has_work(self) -> bool:
         """A run left to train, or a command waiting (a resume, a clone) that may give one."""
-        unfinished = any(run.state in ("pending", "ready", "running") for run in self.store.runs())
+        unfinished = any(run.state in UNFINISHED for run in self.store.runs())
         return unfinished or bool(self.store.pending_commands())
 
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 from rfcli.engine.messages import ChunkProgress
 from rfcli.store.database import RunRecord
-
-TO_TRAIN = ("pending", "ready", "running")
+from rfcli.store.states import UNFINISHED
 
 
 @dataclass
@@ -61,7 +60,7 @@ class LiveProgress:
         remaining = sum(
             max(0.0, (self.max_steps(run) or typical) - self.step(run))
             for run in runs
-            if run.state in TO_TRAIN
+            if run.state in UNFINISHED
         )
         return remaining * elapsed / trained
 

@@ -10,11 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rfcli.store.states import UNFINISHED
+
 MODES = ("min", "max")
 VERBS = ("continue", "stop", "replace")
 """continue: the run trains on; stop: it leaves the schedule; replace (PBT): it is stopped and a
 warm clone of a stronger run with perturbed settings takes its place."""
-IN_SCHEDULE = ("pending", "ready", "running")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class RunHistory:
     @property
     def in_schedule(self) -> bool:
         """Still training or waiting to: only such runs are judged."""
-        return self.state in IN_SCHEDULE
+        return self.state in UNFINISHED
 
     def can_still_reach(self, rung: int) -> bool:
         """In the schedule, below the rung, and the rung is before its last chunk."""

@@ -13,9 +13,9 @@ from rfcli.errors import NotFoundError
 from rfcli.results.settings import differing_settings, settings_label
 from rfcli.store.database import ExperimentStore, RecordNotFoundError, RunRecord
 from rfcli.store.layout import ExperimentLayout
+from rfcli.store.states import ENDED_EARLY
 
 Curve = list[tuple[int, float]]
-ENDED = ("stopped", "failed", "deleted")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ class RunResult:
         if self.run.state == "stopped" and self.ended_by == "policy":
             return "stopped by policy"
         return self.run.state
+
+    @property
+    def ended_early(self) -> bool:
+        """Left the schedule before its last chunk: stopped, failed or deleted."""
+        return self.run.state in ENDED_EARLY
 
     def value(self, metric: str) -> float | None:
         value = self.latest.get(metric)
@@ -106,7 +111,7 @@ def curves(store: ExperimentStore, run_id: int) -> dict[str, Curve]:
 
 
 def ended_by(store: ExperimentStore, run: RunRecord) -> str | None:
-    if run.state not in ENDED:
+    if run.state not in ENDED_EARLY:
         return None
     latest = next((event for event in store.events(limit=50, run_id=run.id) if event.kind == run.state), None)
     return None if latest is None else latest.cause

@@ -18,12 +18,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PANELS = (("loss", "training loss"), ("eval_loss", "eval loss"))
-ENDED_EARLY = ("stopped", "stopped by policy", "failed", "deleted")
 
 
 def legend_label(result: RunResult) -> str:
     """The run's id and what sets it apart, and how it ended when it did not complete."""
-    ended = f" ({result.outcome})" if result.outcome in ENDED_EARLY else ""
+    ended = f" ({result.outcome})" if result.ended_early else ""
     return f"run {result.label}{ended}"
 
 
@@ -68,5 +67,5 @@ def draw_curve(ax: Axes, result: RunResult, key: str, colour: str) -> None:
         label=legend_label(result),
         marker="." if key.startswith("eval_") else None,
     )
-    if result.outcome in ENDED_EARLY:
+    if result.ended_early:
         ax.scatter([steps[-1]], [values[-1]], marker="x", s=80, color=colour, zorder=3)

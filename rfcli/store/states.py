@@ -44,6 +44,14 @@ MOVES: dict[RunState, frozenset[RunState]] = {
 }
 
 
+SCHEDULABLE = frozenset({_S.PENDING, _S.READY})
+"""Waiting for the scheduler to give them their next chunk."""
+UNFINISHED = frozenset({_S.PENDING, _S.READY, _S.RUNNING})
+"""Still in the schedule: training a chunk or waiting for one. Policies judge only these."""
+ENDED_EARLY = frozenset({_S.STOPPED, _S.FAILED, _S.DELETED})
+"""Left the schedule before their last chunk: by a person, a policy or an error."""
+
+
 class IllegalMove(ValueError):
     """A change of state the run's state machine does not allow; the message says which it does."""
 
