@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -39,11 +40,18 @@ def plan_command(
         return
     console = output_console()
     console.print(plan_table(run_plan))
+    print_notes(console, run_plan.notes)
     policy = run_plan.runs[0].config.policy
     if policy.name != "none":
         from rfcli.config.policy import describe_policy
 
         console.print(describe_policy(policy), markup=False)
+
+
+def print_notes(console: Console, notes: tuple[str, ...]) -> None:
+    """What works differently on this machine than the config may expect: one line each."""
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def plan_table(run_plan: Any) -> Table:

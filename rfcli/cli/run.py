@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from rfcli.cli.plan import ConfigArgument, OverridesArgument
+from rfcli.cli.plan import ConfigArgument, OverridesArgument, print_notes
 from rfcli.errors import UserError
 
 if TYPE_CHECKING:
@@ -30,7 +30,11 @@ class Backend(StrEnum):
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="CPU workers (default: one per GPU, or 1 without a GPU)."),
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Workers: with GPUs, one on each of the first N (default: all); else N on the CPU (default 1).",
+    ),
 ]
 BackendOption = Annotated[
     Backend,
@@ -81,6 +85,7 @@ def run_command(
             pool = start_workers(named, backend, workers, address)
         run_plan = compile_plan(config, overrides or [])
         check_inputs(run_plan)  # before the folder is made: a bad input leaves nothing behind
+        print_notes(console, run_plan.notes)
         folder = make_folder(run_plan)
         if lock is None or not lock.held:
             lock = ExperimentLock(ExperimentLayout(folder).lock_file, "rf run")
@@ -152,6 +157,7 @@ def start_workers(folder: Path, backend: Backend, workers: int | None, address: 
         from rfcli.engine.ray_pool import RayWorkerPool
 
         return RayWorkerPool(folder, workers, address)
-    from rfcli.engine.pool import WorkerPool, visible_devices
+    from rfcli.engine.pool import WorkerPool
+    from rfcli.gpus import worker_devices
 
-    return WorkerPool(folder, visible_devices(workers))
+    return WorkerPool(folder, worker_devices(workers))

@@ -6,10 +6,19 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rfcli.config.errors import ConfigError
+from rfcli.config.errors import ConfigError, raise_all
+from rfcli.config.hardware import shared_precision_errors
 from rfcli.config.loader import apply_overrides
-from rfcli.config.plan import build_run_config
+from rfcli.config.plan import PlannedRun, build_run_config
+from rfcli.config.schema import ExperimentConfig
 from rfcli.config.search import grid_configs
+from rfcli.config.typed import to_typed_config
+from rfcli.gpus import machine_gpus
+
+
+def shared_with(parent: dict[str, Any], clone: ExperimentConfig) -> list[PlannedRun]:
+    """Parent and clone as the plan's checks see runs: a LoRA clone shares its parent's base model."""
+    return [PlannedRun(0, to_typed_config(parent), parent), PlannedRun(1, clone, {})]
 
 
 def clone_config(
@@ -32,7 +41,8 @@ def clone_config(
     if len(grid_configs(merged)) != 1:
         raise ConfigError("a clone is one run: give plain values, not search axes", source=source)
     try:
-        build_run_config(merged)
+        clone = build_run_config(merged)
+        raise_all(shared_precision_errors(shared_with(parent, clone), machine_gpus()))
     except ConfigError as error:
         raise error.located(source) from None
     max_steps = merged.get("training", {}).get("max_steps", -1)

@@ -61,6 +61,12 @@ def _grpo_checks(config: ExperimentConfig) -> Iterator[ConfigError]:
             "or fine-tune fully (no lora)",
             key="training.beta",
         )
+    if config.training.get("use_vllm"):
+        yield ConfigError(
+            "vLLM generation is not supported yet: every run's trainer would start its own vLLM engine in "
+            "the same worker. Remove it (GRPO then generates with transformers)",
+            key="training.use_vllm",
+        )
 
 
 KINDS: dict[str, TrainerKind] = {

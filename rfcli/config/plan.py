@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from rfcli.config.errors import ConfigError, raise_all
+from rfcli.config.hardware import hardware_notes, shared_precision_errors
 from rfcli.config.loader import load_raw_config
 from rfcli.config.policy import check_policy
 from rfcli.config.schema import ExperimentConfig
 from rfcli.config.search import check_axes, grid_configs, random_configs
 from rfcli.config.typed import normalize_shorthands, schema_errors, to_typed_config, without_keys
 from rfcli.config.validate import run_config_errors
+from rfcli.gpus import machine_gpus
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class PlannedRun:
 class RunPlan:
     source: str
     runs: list[PlannedRun]
+    notes: tuple[str, ...] = ()
+    """Settings that work, but differently on this machine: `rf plan` and `rf run` print each once."""
 
     @property
     def name(self) -> str:
@@ -86,8 +90,11 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
             except ConfigError as error:
                 errors.append(error)
         raise_all(errors)
+        gpus = machine_gpus()
+        raise_all(shared_precision_errors(runs, gpus))
         check_policy(raw.get("policy"), runs[0].config.policy, {run.id: run.flat() for run in runs})
-        return RunPlan(source=source, runs=runs)
+        notes = dict.fromkeys(note for run in runs for note in hardware_notes(run.config, gpus))
+        return RunPlan(source=source, runs=runs, notes=tuple(notes))
     except ConfigError as error:
         raise error.located(source) from None
 

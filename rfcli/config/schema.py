@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ class ModelConfig:
     reference: str | None = None
     """DPO only: the reference model (a hub name, a folder or a built-in name), loaded with `kwargs`.
     By default the reference is the base model as it was loaded (with LoRA: adapters disabled)."""
+
+
+def model_key(model: ModelConfig) -> str:
+    """Runs whose models have the same key share one loaded base model on a worker."""
+    return json.dumps(
+        {"name": model.name, "kwargs": model.kwargs, "tokenizer": model.tokenizer}, sort_keys=True
+    )
 
 
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}

@@ -15,9 +15,11 @@ from typing import Any
 from rfcli.config.callables import check_metric_signature, check_reward_signature, resolve_callable
 from rfcli.config.errors import ConfigError, did_you_mean
 from rfcli.config.fields import LORA_FIELDS, field_errors
+from rfcli.config.hardware import hardware_errors
 from rfcli.config.kinds import kind_errors
 from rfcli.config.schema import FILE_FORMATS, DataSource, ExperimentConfig, metric_key
 from rfcli.config.training import training_arguments, training_errors
+from rfcli.gpus import machine_gpus
 
 
 def run_config_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
@@ -29,6 +31,7 @@ def run_config_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
     if not training:  # TRL's own checks, once rf's pass
         with tempfile.TemporaryDirectory() as scratch:
             yield from _caught(training_arguments, config, scratch)
+    yield from hardware_errors(config, machine_gpus())
     yield from _caught(check_builtin_source, config.model.name)
     if config.lora is not None:
         yield from lora_errors(config.lora)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rfcli.engine.messages import ReleaseRun, Shutdown, TrainChunk, WorkerReply
-from rfcli.engine.worker import worker_main
+from rfcli.engine.worker import parking_bytes, worker_main
+from rfcli.errors import UserError
 
 WORKER_THREADS_ENV = "RF_WORKER_THREADS"
 """Torch threads per worker; by default the CPU cores divided among the workers."""
@@ -68,6 +69,10 @@ class WorkerPool:
         # RF_WORKER_THREADS caps it on a shared machine, where more threads than free cores
         # spin-wait each other (measured 5x slower per step with 2 threads under a load of 12 on 2 cores).
         self.threads = int(os.environ.get(WORKER_THREADS_ENV, 0)) or max(1, cpus // len(devices))
+        try:
+            self.parking = parking_bytes(len(devices))
+        except ValueError as error:
+            raise UserError(str(error)) from None
         self.workers = [self._start(worker_id, device) for worker_id, device in enumerate(devices)]
 
     def describe(self) -> str:
@@ -77,7 +82,7 @@ class WorkerPool:
         inbox = self._context.Queue()
         process = self._context.Process(
             target=worker_main,
-            args=(worker_id, str(self.experiment), inbox, self.outbox, self.threads, device),
+            args=(worker_id, str(self.experiment), inbox, self.outbox, self.threads, device, self.parking),
             name=f"rf-worker-{worker_id}",
             daemon=True,
         )
@@ -122,19 +127,3 @@ class WorkerPool:
             handle.process.join(timeout)
             if handle.process.is_alive():
                 handle.process.kill()
-
-
-GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")
-"""An NVIDIA (CUDA) or AMD (ROCm) driver's device file. Without one torch finds no GPU, so the
-controller need not import torch (1.4 s on 2 cores) before it starts its workers."""
-
-
-def visible_devices(workers: int | None) -> list[str | None]:
-    """One worker per visible GPU; without GPUs, or when `workers` is given, that many (default 1)."""
-    if workers is not None or not any(os.path.exists(path) for path in GPU_DEVICE_FILES):
-        return [None] * (workers or 1)
-    import torch
-
-    if torch.cuda.is_available():
-        return [str(index) for index in range(torch.cuda.device_count())]
-    return [None]

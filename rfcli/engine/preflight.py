@@ -30,8 +30,8 @@ Modules = dict[str, bool]
 
 def check_inputs(run_plan: RunPlan) -> None:
     """Load and check what every run of the plan needs; raise every problem found, located in the file."""
+    from rfcli.config.schema import model_key
     from rfcli.data.sources import data_key, load_run_data
-    from rfcli.trainers.host import model_key
 
     quiet_loading()
     errors: list[ConfigError] = []

@@ -27,7 +27,7 @@ from rfcli.engine.messages import (
     TrainChunk,
     WorkerReply,
 )
-from rfcli.engine.worker import Worker, describe_error, start_worker
+from rfcli.engine.worker import Worker, describe_error, parking_bytes, start_worker
 from rfcli.errors import UserError
 
 INSTALL_HINT = "pip install 'rfcli[ray]'"
@@ -99,7 +99,10 @@ class RayWorker:
         until its checkpoint is durable: `ChunkTrained` and `ChunkDone` (or `ChunkFailed`) come
         together, and the next chunk starts after the write instead of beside it."""
         if self.worker is None:
-            self.worker = start_worker(self.worker_id, self.experiment, self.threads, None, self.later.put)
+            parking = parking_bytes(gpus_on_this_node())
+            self.worker = start_worker(
+                self.worker_id, self.experiment, self.threads, None, self.later.put, parking=parking
+            )
         reply = self.worker.handle(message)
         replies = [] if reply is None else [reply]
         if isinstance(reply, ChunkTrained):
@@ -114,6 +117,15 @@ class RayWorker:
     def close(self) -> None:
         if self.worker is not None:
             self.worker.close()
+
+
+def gpus_on_this_node() -> int:
+    """How many GPU workers share this actor's node (and its memory for parked runs); 1 without GPUs."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    resources: dict[str, float] = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == node), {})
+    return max(1, int(resources.get("GPU", 0)))
 
 
 def what_happened(error: Exception) -> str:
@@ -167,6 +179,22 @@ def check_probe_answer(
         )
 
 
+def actor_options(gpus: int, cpus: float, workers: int | None) -> tuple[int, dict[str, Any]]:
+    """How many actors start and what each asks Ray for. On a cluster with GPUs every actor holds one
+    GPU of its own (Ray sets its `CUDA_VISIBLE_DEVICES`), with `--workers` or without: a worker never
+    shares a GPU or sees another's. Without GPUs, `workers` actors (default 1) share the cores,
+    spread over the nodes."""
+    if workers is not None and gpus and workers > gpus:
+        raise UserError(
+            f"--workers {workers}: the Ray cluster has {gpus} GPU(s), and a worker holds one GPU of its own; "
+            f"give --workers {gpus} or fewer"
+        )
+    count = workers or gpus or 1
+    if gpus:
+        return count, {"num_gpus": 1, "num_cpus": min(1.0, cpus / count)}
+    return count, {"num_cpus": cpus / count, "scheduling_strategy": "SPREAD"}
+
+
 @dataclass
 class ActorHandle:
     worker_id: int
@@ -185,15 +213,11 @@ class RayWorkerPool:
 
         self.experiment = experiment
         resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        count = workers or gpus or 1
-        cpus = resources.get("CPU", 1.0) / count
-        if gpus and workers is None:
-            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": min(1.0, cpus)}
-        else:  # actors share the cores, spread over the nodes
-            options = {"num_cpus": cpus, "scheduling_strategy": "SPREAD"}
+        count, options = actor_options(int(resources.get("GPU", 0)), resources.get("CPU", 1.0), workers)
         self.actor_class = ray.remote(RayWorker).options(**options)
-        self.threads = max(1, int(cpus))
+        self.threads = max(
+            1, int(resources.get("CPU", 1.0) / count)
+        )  # torch threads: the actor's share of the cores
         self.token = uuid.uuid4().hex
         clear_probes(experiment)
         probe_file(experiment, self.token).write_text(self.token, encoding="utf-8")

@@ -46,13 +46,33 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_base_model(model: ModelConfig) -> PreTrainedModel:
-    """The causal LM with the config's `model.kwargs` (dtype as a string such as "bfloat16" works)."""
+    """The causal LM with the config's `model.kwargs` (dtype as a string such as "bfloat16" works; a
+    bitsandbytes quantization as the mapping of `BitsAndBytesConfig`'s fields, see `loading_kwargs`)."""
     from transformers import AutoModelForCausalLM
 
     loaded: PreTrainedModel = from_pretrained(
-        AutoModelForCausalLM.from_pretrained, model.name, "model.name", MODEL_FILES, **model.kwargs
+        AutoModelForCausalLM.from_pretrained,
+        model.name,
+        "model.name",
+        MODEL_FILES,
+        **loading_kwargs(model.kwargs),
     )
     return loaded
+
+
+def loading_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`model.kwargs` as `from_pretrained` takes them. A YAML file cannot hold a `BitsAndBytesConfig`:
+    `quantization_config: {load_in_4bit: true, ...}` (and the older bare `load_in_4bit: true`) becomes one."""
+    from rfcli.config.hardware import QUANTIZATION_KEYS, quantized
+
+    if not quantized(kwargs):
+        return kwargs
+    from transformers import BitsAndBytesConfig
+
+    fields = dict(kwargs.get("quantization_config") or {})
+    fields.update({key: kwargs[key] for key in QUANTIZATION_KEYS[1:] if key in kwargs})
+    rest = {key: value for key, value in kwargs.items() if key not in QUANTIZATION_KEYS}
+    return {**rest, "quantization_config": BitsAndBytesConfig(**fields)}
 
 
 def from_pretrained(

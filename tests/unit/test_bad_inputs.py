@@ -437,6 +437,41 @@ CASES = [
         "experiments_dir: cannot make the experiment folder /sys/rf-experiments/corpus",
         "experiments_dir=/sys/rf-experiments",
     ),
+    # Settings this machine (no GPU) cannot honour, written for other tools and machines
+    over("fp16-on-cpu", "training.fp16: fp16 mixed precision needs a CUDA GPU", "training.fp16=true"),
+    over(
+        "device-map",
+        "model.kwargs.device_map: rf puts each worker's model on that worker's own GPU",
+        "model.kwargs={device_map: auto}",
+    ),
+    over(
+        "4bit-on-cpu",
+        "model.kwargs.quantization_config: 4-bit and 8-bit quantization (bitsandbytes) needs a CUDA GPU",
+        "model.kwargs={quantization_config: {load_in_4bit: true, bnb_4bit_quant_type: nf4}}",
+    ),
+    over(
+        "bitsandbytes-optimizer",
+        "training.optim: optimizer 'paged_adamw_8bit' is bitsandbytes' and needs a CUDA GPU",
+        "training.optim=paged_adamw_8bit",
+    ),
+    over(
+        "grpo-vllm",
+        "training.use_vllm: vLLM generation is not supported yet",
+        "trainer=grpo",
+        *GRPO,
+        "training.use_vllm=true",
+        "data.train.source=prompts.jsonl",
+        "rewards=[MOD:reward]",
+        files=(
+            ("prompts.jsonl", PROMPT_ROWS),
+            *module("def reward(completions, **kwargs):\n    return [1.0] * len(completions)\n"),
+        ),
+    ),
+    over(
+        "two-precisions-on-one-base-model",
+        "they must train in one precision, but these differ (bf16: runs 1; fp32: runs 2)",
+        "training.bf16={grid: [true, false]}",
+    ),
     # Other commands
     Bad(
         "status-unknown-experiment",

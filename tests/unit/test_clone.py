@@ -54,3 +54,10 @@ def test_a_warm_clone_must_end_beyond_its_parents_step() -> None:
     assert raised.value.key == "training.max_steps"
     assert clone_config(grpo_parent(), 40, ["training.max_steps=50"], warm_from_step=30)
     assert clone_config(grpo_parent(), 40, ["training.max_steps=20"])  # a cold clone starts at step 0
+
+
+def test_a_lora_clone_trains_in_its_parents_precision(run_config: dict) -> None:
+    """It shares its parent's base model on the worker, forward wrapper included."""
+    with pytest.raises(ConfigError, match="must train in one precision"):
+        clone_config(run_config, 40, ["training.bf16=true"])
+    assert clone_config(run_config, 40, ["training.bf16=false"])  # what the CPU trains in anyway
