@@ -37,9 +37,11 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
     import rfcli.trainers.session as session_module
     from rfcli.config.schema import DataConfig, DataSource, ExperimentConfig, ModelConfig
     from rfcli.data.sources import load_run_data
+    from rfcli.engine.worker import parking_bytes
     from rfcli.trainers.build import build_trainer
     from rfcli.trainers.host import ModelHost
     from rfcli.trainers.openmp import free_thread_team
+    from rfcli.trainers.parking import HostBudget
     from rfcli.trainers.session import RunSession
 
     # Both variants regardless of the machine's load (rf itself keeps the teams when oversubscribed).
@@ -90,7 +92,9 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
             reference_folder=folder / "reference-logps",
         )
         trainer.add_callback(StepTimer(run))
-        sessions.append(RunSession(trainer, chunks, activate, saved=lambda result: None))
+        sessions.append(
+            RunSession(trainer, chunks, activate, lambda result: None, HostBudget(parking_bytes(1)))
+        )
     for _ in range(chunks):
         for session in sessions:
             release()  # as a worker's thread does before each chunk it hands over

@@ -8,6 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from rfcli.gpus import driver_present
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The CUDA tier runs in the same suite where a GPU is present, and is skipped cleanly elsewhere."""
+    if driver_present():
+        import torch
+
+        if torch.cuda.is_available():
+            return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def rf_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

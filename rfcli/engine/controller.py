@@ -23,6 +23,7 @@ from rfcli.engine.messages import (
     ChunkTrained,
     ReleaseRun,
     TrainChunk,
+    WorkerNotice,
     WorkerReply,
 )
 from rfcli.engine.pool import Pool
@@ -156,6 +157,10 @@ class Controller:
     def handle(self, reply: WorkerReply) -> None:
         if isinstance(reply, ChunkProgress):
             self.note_progress(reply)
+            return
+        if isinstance(reply, WorkerNotice):
+            self.store.add_event(reply.run_id, "notice", cause=f"worker {reply.worker}", detail=reply.text)
+            self.announce(reply.text)
             return
         if isinstance(reply, ChunkTrained):
             # The worker is free; the chunk is done once its checkpoint is (a ChunkDone can come first).

@@ -90,6 +90,16 @@ class ChunkProgress:
     """Over the chunk so far; 0.0 before its first step."""
 
 
-WorkerReply = ChunkTrained | ChunkDone | ChunkFailed | ChunkProgress
+@dataclass(frozen=True)
+class WorkerNotice:
+    """Something a person should know about how a worker trains a run (said once per worker): it goes
+    into the store as an event and onto the live table."""
+
+    worker: int
+    run_id: int
+    text: str
+
+
+WorkerReply = ChunkTrained | ChunkDone | ChunkFailed | ChunkProgress | WorkerNotice
 """What a worker sends back: a chunk trained (its checkpoint still being written), its outcome,
-or progress while the chunk trains."""
+progress while the chunk trains, or a notice."""

@@ -25,8 +25,10 @@ from rfcli.engine.messages import (
     ReleaseRun,
     Shutdown,
     TrainChunk,
+    WorkerNotice,
     WorkerReply,
 )
+from rfcli.gpus import VISIBLE_DEVICES
 from rfcli.store.layout import ExperimentLayout
 from rfcli.trainers.openmp import release_idle_team
 
@@ -39,12 +41,43 @@ if TYPE_CHECKING:
     from rfcli.trainers.session import ChunkOutcome, RunSession
 
 
+PARKING_ENV = "RF_PARKING_GIB"
+"""Pinned host memory each worker may park full fine-tunes in, in GiB."""
+HOST_SHARE = 0.5
+"""Of a machine's memory, what the workers on it may pin for parked runs, all together."""
+
+
+def parking_bytes(workers_here: int) -> int:
+    """Each worker's budget for parked runs: RF_PARKING_GIB, or its share of half the machine's memory.
+    A ValueError names a setting that is not a number of GiB (the controller checks it before it
+    starts a worker)."""
+    override = os.environ.get(PARKING_ENV, "").strip()
+    if override:
+        try:
+            gib = float(override)
+        except ValueError:
+            gib = -1.0
+        if not gib >= 0:
+            raise ValueError(
+                f"{PARKING_ENV}={override!r}: expected the GiB of host memory a worker may park runs in"
+            )
+        return int(gib * 2**30)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(total * HOST_SHARE / max(1, workers_here))
+
+
 def worker_main(
-    worker_id: int, experiment: str, inbox: Queue, outbox: Queue, threads: int, device: str | None
+    worker_id: int,
+    experiment: str,
+    inbox: Queue,
+    outbox: Queue,
+    threads: int,
+    device: str | None,
+    parking: int,
 ) -> None:
     """Process entry point: serve the controller's messages until told to shut down."""
     exit_with_parent()
-    worker = start_worker(worker_id, experiment, threads, device, send=outbox.put)
+    worker = start_worker(worker_id, experiment, threads, device, send=outbox.put, parking=parking)
     while not isinstance(message := inbox.get(), Shutdown):
         reply = worker.handle(message)
         if reply is not None:
@@ -58,16 +91,21 @@ def start_worker(
     threads: int,
     device: str | None,
     send: Callable[[WorkerReply], None],
+    parking: int,
 ) -> Worker:
-    """The worker of a local process or of a Ray actor, on its device with `threads` torch threads;
-    what it says between answers (a durable checkpoint, progress inside a chunk) goes to `send`."""
+    """The worker of a local process or of a Ray actor, on its device with `threads` torch threads and
+    `parking` bytes of host memory for parked runs; what it says between answers (a durable
+    checkpoint, progress inside a chunk) goes to `send`."""
     if device is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = device
+        os.environ[VISIBLE_DEVICES] = device  # this worker's one GPU, before torch sees any
+    # Before the first cuBLAS handle: `training.full_determinism` needs a fixed workspace, and a run
+    # that asks for it may come after one that did not (a few MB of workspace otherwise).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     quiet_libraries()
     import torch
 
     torch.set_num_threads(threads)
-    worker = Worker(worker_id, Path(experiment), send)
+    worker = Worker(worker_id, Path(experiment), send, parking=parking)
     # The trainer stack (seconds of imports) loads now, while the controller compiles the plan and
     # opens MLflow, instead of at the first chunk.
     import rfcli.trainers.build  # noqa: F401
@@ -111,8 +149,15 @@ class Worker:
     again, then `ChunkDone` through `send`, from the run's own thread, once its checkpoint is durable.
     While a chunk trains, `send` also gets its progress (`ChunkProgress`) about once a second."""
 
-    def __init__(self, worker_id: int, experiment: Path, send: Callable[[WorkerReply], None]) -> None:
+    def __init__(
+        self,
+        worker_id: int,
+        experiment: Path,
+        send: Callable[[WorkerReply], None],
+        parking: int | None = None,
+    ) -> None:
         from rfcli.trainers.host import ModelHost
+        from rfcli.trainers.parking import HostBudget
 
         self.worker_id = worker_id
         self.layout = ExperimentLayout(experiment)
@@ -122,6 +167,9 @@ class Worker:
         self.host: ModelHost = ModelHost()
         self.sessions: dict[int, RunSession] = {}
         self._data: dict[str, tuple[Dataset, Dataset | None]] = {}
+        self.parking = HostBudget(parking_bytes(1) if parking is None else parking)
+        """Pinned host memory the parked full fine-tunes of this worker share."""
+        self._told_parking_full = False
 
     def handle(self, message: TrainChunk | ReleaseRun) -> WorkerReply | None:
         """One message from the controller; a chunk to train is answered, a release is not."""
@@ -140,12 +188,27 @@ class Worker:
             self._started[order.run_id] = (started, time.perf_counter() - started)
             release_idle_team()  # this thread waits while the run's own thread trains
             outcome = session.train_chunk()
+            if outcome.resumes_from_disk:
+                self.release(order.run_id)  # off the GPU before the next run starts
+                self.say_parking_is_full(order.run_id)
         except BaseException as error:  # noqa: BLE001 - one run failing must leave the others training
             failed = self.sessions.get(order.run_id)
             metrics = failed.take_metrics() if failed is not None else []
             self.release(order.run_id)
             return ChunkFailed(self.worker_id, order.run_id, describe_error(error), metrics)
         return ChunkTrained(self.worker_id, order.run_id, outcome.chunk_index)
+
+    def say_parking_is_full(self, run_id: int) -> None:
+        if self._told_parking_full:
+            return
+        self._told_parking_full = True
+        used, capacity = (f"{size / 2**30:.1f}" for size in (self.parking.used, self.parking.capacity))
+        text = (
+            f"worker {self.worker_id}: its host memory for parked runs is full ({used} of {capacity} GiB; "
+            f"{PARKING_ENV} sets it): full fine-tunes beyond it leave the GPU through their checkpoints "
+            "and resume from them, slower than from memory"
+        )
+        self.send(WorkerNotice(self.worker_id, run_id, text))
 
     def report_saved(self, run_id: int, result: ChunkOutcome | BaseException) -> None:
         """On the run's thread: the chunk's checkpoint is durable (or writing it failed)."""
@@ -197,6 +260,7 @@ class Worker:
             config.num_chunks,
             activate,
             saved,
+            self.parking,
             resume_from=order.checkpoint,
             generation=generation,
         )
@@ -226,12 +290,19 @@ class Worker:
             session.wait_written()
 
     def release(self, run_id: int) -> None:
-        """Forget a run (its thread ends once its checkpoint is written) and free its adapter."""
+        """Forget a run (its thread ends once its checkpoint is written) and free what it held: its
+        trainer and optimizer state, parked copies, its adapter; then the device's caches."""
+        from rfcli.trainers.memory import give_back_memory
+
         session = self.sessions.pop(run_id, None)
+        if session is None and not self.host.holds(run_id):
+            return
         if session is not None:
             session.close()
+            del session  # collected below, with what it held
         self.wait_for_writes()  # deleting an adapter changes the shared model those writes read from
         self.host.release(run_id)
+        give_back_memory()
 
     def close(self) -> None:
         for run_id in list(self.sessions):

@@ -16,7 +16,7 @@ from rfcli.config.kinds import load_class, trainer_kind
 from rfcli.config.training import training_arguments
 from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.dpo_reference import BaseModelReference, ReferenceCache
-from rfcli.trainers.host import reference_key, reference_model
+from rfcli.trainers.host import forget_reference, reference_key, reference_model
 from rfcli.trainers.rewards import reward_function
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def build_trainer(
 ) -> Trainer:
     """The run's trainer, checkpointing into `output_dir`; a DPO run shares the reference
     log-probs kept in `reference_folder`, one file per reference model, data and tokenization."""
-    args = training_arguments(config, output_dir)
+    args = training_arguments(config, output_dir, on_device=True)
     extra: dict[str, Any] = {}
     kind = trainer_kind(config.trainer)
     if kind.uses_rewards:
@@ -104,4 +104,6 @@ def build_trainer(
         **extra,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to the store and MLflow, not over the live table
+    if kind.uses_reference:
+        forget_reference(trainer, config.model)
     return trainer

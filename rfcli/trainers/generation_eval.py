@@ -92,6 +92,7 @@ class GenerationMetrics:
             "do_sample": generate.do_sample,
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
+            "use_cache": True,  # the Trainer turns `model.config.use_cache` off for training
         }
         if generate.do_sample:
             self.settings["temperature"] = generate.temperature

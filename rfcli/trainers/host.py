@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import set_seed
 
+from rfcli.config.hardware import quantized
+from rfcli.config.schema import model_key
 from rfcli.models.loading import load_base_model, load_tokenizer
 from rfcli.store.layout import adapter_name
 from rfcli.trainers.dpo_reference import reference_identity
+from rfcli.trainers.memory import give_back_memory
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from rfcli.config.schema import ExperimentConfig, ModelConfig
-
-
-def model_key(model: ModelConfig) -> str:
-    return json.dumps(
-        {"name": model.name, "kwargs": model.kwargs, "tokenizer": model.tokenizer}, sort_keys=True
-    )
 
 
 def reference_key(model: ModelConfig) -> str:
@@ -35,8 +31,8 @@ _REFERENCES: dict[str, PreTrainedModel] = {}
 
 
 def reference_model(model: ModelConfig) -> PreTrainedModel | None:
-    """A separately named DPO reference (`model.reference`), loaded once per worker process, frozen and
-    shared by every run that names it; None means the base model is the reference."""
+    """A separately named DPO reference (`model.reference`), frozen and shared by every run of the
+    worker that names it while one needs it; None means the base model is the reference."""
     if model.reference is None:
         return None
     key = reference_key(model)
@@ -45,6 +41,29 @@ def reference_model(model: ModelConfig) -> PreTrainedModel | None:
         reference.requires_grad_(False)
         _REFERENCES[key] = reference.eval()
     return _REFERENCES[key]
+
+
+def forget_reference(trainer: Any, model: ModelConfig) -> None:
+    """A run whose reference log-probs are computed (or read from the experiment's cache) when its
+    trainer is built never asks the reference again: it leaves the device at once. A later run that
+    must compute log-probs for other rows loads it again."""
+    if not getattr(trainer, "precompute_ref_logps", False) or trainer.ref_model is None:
+        return
+    accelerator_models = trainer.accelerator._models
+    trainer.accelerator._models = [m for m in accelerator_models if m is not trainer.ref_model]
+    trainer.ref_model = None
+    _REFERENCES.pop(reference_key(model), None)
+    give_back_memory()
+
+
+def base_for_lora(config: ExperimentConfig) -> PreTrainedModel:
+    """The base model LoRA adapters go on; a quantized one (QLoRA) prepared as PEFT prescribes: norms in
+    float32, inputs that carry gradients, activation checkpointing only when the run asks for it."""
+    base = load_base_model(config.model)
+    if quantized(config.model.kwargs):
+        checkpointing = bool(config.training.get("activation_checkpointing", False))
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=checkpointing)
+    return base
 
 
 class ModelHost:
@@ -76,7 +95,7 @@ class ModelHost:
         lora = LoraConfig(**{"task_type": "CAUSAL_LM", **config.lora})
         shared = self._shared.get(key)
         if shared is None:
-            shared = get_peft_model(load_base_model(config.model), lora, adapter_name=name)
+            shared = get_peft_model(base_for_lora(config), lora, adapter_name=name)
             self._shared[key] = shared
         elif name not in shared.peft_config:
             shared.add_adapter(name, lora)
@@ -88,6 +107,10 @@ class ModelHost:
 
         activate()
         return model, activate
+
+    def holds(self, run_id: int) -> bool:
+        """The run has an adapter on one of this worker's shared models."""
+        return run_id in self._owner
 
     def release(self, run_id: int) -> None:
         """Free a run's adapter (a full fine-tune's copy goes with its trainer)."""

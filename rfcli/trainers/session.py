@@ -3,10 +3,13 @@
 The Trainer's own loop (data order, gradient accumulation, learning-rate schedule, logging) runs
 once per run and is never rebuilt: between chunks the run waits inside its loop, so giving it the
 next turn costs an adapter switch and an RNG restore. At each boundary the run logs and evaluates,
-hands the worker back, and writes its checkpoint while the next run trains (see `checkpoints`); the
-chunk is reported saved only once that checkpoint is durable, so a crash loses at most the chunks in
-flight. A parked run's thread gives back its OpenMP threads (see `openmp`). Evaluating includes the
-generation metrics of `eval.metrics`, when the config names any.
+parks what it holds on the GPU (see `parking`), hands the worker back, and writes its checkpoint
+while the next run trains (see `checkpoints`); the chunk is reported saved only once that checkpoint
+is durable, so a crash loses at most the chunks in flight. A full fine-tune that does not fit in the
+worker's host memory for parked runs is written first and handed back with `resumes_from_disk`: the
+worker then releases it, and its next turn starts from that checkpoint. A parked run's thread gives
+back its OpenMP threads (see `openmp`). Evaluating includes the generation metrics of
+`eval.metrics`, when the config names any.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.chunking import chunk_boundaries, steps_per_epoch
 from rfcli.trainers.generation_eval import GenerationMetrics
+from rfcli.trainers.memory import forget_trainer
 from rfcli.trainers.openmp import release_idle_team
-from rfcli.trainers.parking import HostParking
+from rfcli.trainers.parking import HostBudget, HostParking
 from rfcli.trainers.rng import RngState, capture_rng, restore_rng
 
 MetricRow = tuple[int, str, float]
@@ -52,6 +56,9 @@ class ChunkOutcome:
     """`time.perf_counter()` at the handoff: the worker was free from then on."""
     write_seconds: float = 0.0
     """Writing the rest of the checkpoint durably, while the worker trains the next run."""
+    resumes_from_disk: bool = False
+    """The run could not park in host memory: it was handed back once written, and its `train()` ends;
+    the worker releases it, and its next turn resumes from this checkpoint."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -160,6 +167,7 @@ class RunSession:
         num_chunks: int,
         activate: Callable[[], None],
         saved: Callable[[ChunkOutcome | BaseException], None],
+        budget: HostBudget,
         resume_from: str | None = None,
         generation: GenerationMetrics | None = None,
     ) -> None:
@@ -172,7 +180,7 @@ class RunSession:
         trainer.add_callback(self.boundaries)
         if isinstance(trainer, BackgroundCheckpoints):
             trainer.handoff = self.chunk_trained
-        self.parking = HostParking(trainer)
+        self.parking = HostParking(trainer, budget)
         self.global_step: int | None = None
         """The step the run is parked at (None before its first chunk and after it ended)."""
         self._turn = threading.Semaphore(0)
@@ -185,6 +193,8 @@ class RunSession:
         self._rng: RngState = capture_rng()
         """The generators as the Trainer seeded them, restored when the run's first turn begins."""
         self._leaving = False
+        self._unparked: ChunkOutcome | None = None
+        """A chunk handed back only once its checkpoint is written: the run did not fit in host memory."""
         self._thread = threading.Thread(target=self._train, name="rf-run", daemon=True)
 
     def train_chunk(self) -> ChunkOutcome:
@@ -206,12 +216,16 @@ class RunSession:
         self._written.wait()
 
     def close(self) -> None:
-        """End a parked run's `train()` call without training further (its checkpoint stays on disk)."""
+        """End a parked run's `train()` call without training further (its checkpoint stays on disk),
+        and let go of everything it held: trainer, optimizer state, parked host buffers. The worker
+        collects and empties its caches after."""
         if self._thread.is_alive():
             self._leaving = True
             self._turn.release()
             self._thread.join()
         self.global_step = None
+        self.parking.release()
+        forget_trainer(self.trainer)
 
     def chunk_ends(self) -> list[int]:
         """The global steps at which the run's chunks end; empty until its training has begun."""
@@ -230,12 +244,16 @@ class RunSession:
                 self._metrics.append((step, key, float(value)))
 
     def chunk_trained(self) -> None:
-        """The chunk is trained and evaluated: the worker may start the next run now."""
+        """The chunk is trained and evaluated: once the run is parked (off the GPU), the worker may
+        start the next run. A run that cannot park is handed back once written (`chunk_saved`)."""
         outcome = self.boundaries.outcome(self.trainer.args, self.trainer.state)
         outcome.metrics, self._metrics = self._metrics, []
         self._rng = capture_rng()
         self._written.clear()
         self._writing = outcome
+        if not outcome.finished and not self.parking.park():
+            self._unparked = outcome
+            return
         outcome.trained_at = time.perf_counter()
         self._outcomes.put(outcome)
 
@@ -243,11 +261,19 @@ class RunSession:
         """The checkpoint is durable: report it, then park until the next turn."""
         outcome = self._writing
         assert outcome is not None, "a checkpoint was saved without a handoff"
+        if outcome is self._unparked:
+            self._unparked = None
+            outcome.resumes_from_disk = True
+            outcome.trained_at = time.perf_counter()
+            self._leaving = True
+            control.should_training_stop = True
+            self._report_saved(outcome)
+            self._outcomes.put(outcome)
+            return
         outcome.write_seconds = time.perf_counter() - outcome.trained_at
         if outcome.finished:
             return  # reported once train() has returned and the thread is quiet
         self._report_saved(outcome)
-        self.parking.park()
         release_idle_team()
         self._turn.acquire()
         if self._leaving:
@@ -268,9 +294,11 @@ class RunSession:
             restore_rng(self._rng)
             self.trainer.train(resume_from_checkpoint=self.resume_from)
         except BaseException as error:  # noqa: BLE001 - the worker reports any failure of the run
-            if self._writing is not None:
-                self._report_saved(error)
+            if self._writing is not None and self._unparked is None:
+                self._report_saved(error)  # the worker has moved on: the chunk's outcome says it
             else:
+                self._writing, self._unparked = None, None
+                self._written.set()
                 self._outcomes.put(error)
             return
         if self._writing is not None and self._writing.finished:

@@ -167,6 +167,27 @@ def test_greedy_generation_continues_each_prompt_as_it_would_alone(tiny: tuple[A
     assert batched.complete(model)[0] == alone.complete(model)[0]
 
 
+def test_generation_uses_the_kv_cache_even_where_the_trainer_turned_it_off(tiny: tuple[Any, Any]) -> None:
+    """The Trainer sets `model.config.use_cache = False` for training; each new token must still be one
+    forward of one position, not of the whole sequence again."""
+    model, tokenizer = tiny
+    model.config.use_cache = False
+    model.generation_config.use_cache = False
+    lengths: list[int] = []
+    hook = model.model.layers[0].register_forward_hook(
+        lambda module, args, output: lengths.append(args[0].shape[1])
+    )
+    try:
+        settings = GenerateConfig(max_new_tokens=4, num_samples=1)
+        GenerationMetrics(
+            [f"{__name__}:recording_metric"], settings, tokenizer, Dataset.from_list(QA_ROWS)
+        ).complete(model)
+    finally:
+        hook.remove()
+        model.config.use_cache = True
+    assert len(lengths) == 4 and lengths[0] > 1 and lengths[1:] == [1, 1, 1]
+
+
 def run_config(**changes: Any) -> dict[str, Any]:
     return {
         "name": "unit",
