@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-fast lint format bench precommit clean
+.PHONY: install quickstart test test-fast lint format bench precommit clean device-wheels
 
 install: $(STAMP)
 
@@ -43,6 +43,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sft_sweep.py
 
 precommit: lint test-fast
+
+# The wheels the device check needs on a GPU machine with Python 3.12 and torch but no registry
+# (benchmarks/device-requirements.txt says which); carry .device/ there and run
+# `bash benchmarks/device_check.sh OUT`.
+device-wheels: $(STAMP)
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+		-d .device/wheels -r benchmarks/device-requirements.txt
 
 clean:
 	rm -rf $(VENV) rf-experiments .pytest_cache .mypy_cache .ruff_cache

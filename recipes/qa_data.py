@@ -43,3 +43,18 @@ def chatterbot_qa(categories: Sequence[str] | None = None) -> Dataset:
                 if question and answer
             )
     return Dataset.from_list(rows)
+
+
+def chatterbot_documents(num_rows: int = 512, words: int = 600) -> Dataset:
+    """`text` rows of about `words` words each: the corpus's questions and answers run together, each
+    row starting a little further into it. For throughput measurements, where short rows would measure
+    rf's overhead instead of the device: with `max_length` below a row's length every row is full."""
+    from datasets import Dataset
+
+    pairs = chatterbot_qa()
+    stream = " ".join(
+        f"{row['prompt'][0]['content']} {row['completion'][0]['content']}" for row in pairs
+    ).split()
+    around = stream * (1 + words // len(stream) + 1)  # a row may run past the end into the start
+    rows = [" ".join(around[(index * 97) % len(stream) :][:words]) for index in range(num_rows)]
+    return Dataset.from_dict({"text": rows})

@@ -202,6 +202,11 @@ class Controller:
             (done.global_step, "rf/steps_per_second", steps / done.seconds if done.seconds > 0 else 0.0),
             (done.global_step, CHUNK_KEY, float(done.chunk_index)),
         ]
+        if done.park_seconds or done.unpark_seconds:  # a full fine-tune parked off a GPU
+            timing += [
+                (done.global_step, "rf/park_seconds", done.park_seconds),
+                (done.global_step, "rf/unpark_seconds", done.unpark_seconds),
+            ]
         if before.total_chunks is None:
             self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
         self.store.record_chunk(

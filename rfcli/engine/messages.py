@@ -61,6 +61,10 @@ class ChunkDone:
     write_seconds: float
     """Writing the rest of the checkpoint durably, while the worker trained the next run."""
     metrics: list[MetricRow] = field(default_factory=list)
+    park_seconds: float = 0.0
+    """A full fine-tune on a GPU: moving it into pinned host memory at the boundary, before the hand-off."""
+    unpark_seconds: float = 0.0
+    """... and back onto the GPU when this chunk's turn began."""
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,8 @@ class Worker:
                 setup_seconds=setup_seconds,
                 save_seconds=result.save_seconds,
                 write_seconds=result.write_seconds,
+                park_seconds=result.park_seconds,
+                unpark_seconds=result.unpark_seconds,
                 metrics=result.metrics,
             )
         )

@@ -56,6 +56,10 @@ class ChunkOutcome:
     """`time.perf_counter()` at the handoff: the worker was free from then on."""
     write_seconds: float = 0.0
     """Writing the rest of the checkpoint durably, while the worker trains the next run."""
+    park_seconds: float = 0.0
+    """Moving the run off the GPU into pinned host memory at this boundary (a full fine-tune)."""
+    unpark_seconds: float = 0.0
+    """Moving it back onto the GPU when this chunk's turn began."""
     resumes_from_disk: bool = False
     """The run could not park in host memory: it was handed back once written, and its `train()` ends;
     the worker releases it, and its next turn resumes from this checkpoint."""
@@ -193,6 +197,7 @@ class RunSession:
         self._rng: RngState = capture_rng()
         """The generators as the Trainer seeded them, restored when the run's first turn begins."""
         self._leaving = False
+        self._unpark_seconds = 0.0
         self._unparked: ChunkOutcome | None = None
         """A chunk handed back only once its checkpoint is written: the run did not fit in host memory."""
         self._thread = threading.Thread(target=self._train, name="rf-run", daemon=True)
@@ -251,9 +256,13 @@ class RunSession:
         self._rng = capture_rng()
         self._written.clear()
         self._writing = outcome
+        parking_started = time.perf_counter()
         if not outcome.finished and not self.parking.park():
             self._unparked = outcome
             return
+        if self.parking.device is not None:  # it moved: a full fine-tune on a GPU
+            outcome.park_seconds = time.perf_counter() - parking_started
+        outcome.unpark_seconds, self._unpark_seconds = self._unpark_seconds, 0.0
         outcome.trained_at = time.perf_counter()
         self._outcomes.put(outcome)
 
@@ -279,7 +288,10 @@ class RunSession:
         if self._leaving:
             control.should_training_stop = True
             return
-        self.parking.unpark()
+        if self.parking.device is not None:
+            unparking_started = time.perf_counter()
+            self.parking.unpark()
+            self._unpark_seconds = time.perf_counter() - unparking_started
         self.activate()
         restore_rng(self._rng)
 

@@ -7,29 +7,16 @@ import dataclasses
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
-from rfcli.engine.messages import ChunkDone, ChunkProgress, ChunkTrained, TrainChunk, WorkerReply
+from rfcli.engine.messages import ChunkDone, ChunkProgress, ChunkTrained, WorkerReply
 from rfcli.engine.worker import Worker
 from rfcli.trainers import openmp
 from rfcli.trainers.checkpoints import STAGING_FOLDER
 from rfcli.trainers.openmp import free_thread_team, release_idle_team
-
-
-def order(run_id: int, lora: dict[str, Any] | None, global_step: int = 0) -> TrainChunk:
-    config = {
-        "name": "worker",
-        "model": {"name": "rf-tiny"},
-        "data": {"train": {"source": "recipes.qa_data:chatterbot_qa", "select": 32}},
-        "lora": lora,
-        "training": {"max_steps": 4, "per_device_train_batch_size": 8, "max_length": 32},
-        "num_chunks": 2,
-        "seed": 0,
-    }
-    return TrainChunk(run_id, config, checkpoint=None, global_step=global_step)
+from tests.unit.worker_orders import order
 
 
 def outcomes(sent: list[WorkerReply]) -> list[WorkerReply]:

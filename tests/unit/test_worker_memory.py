@@ -16,21 +16,7 @@ from rfcli.engine.messages import ChunkDone, ChunkTrained, TrainChunk, WorkerNot
 from rfcli.engine.worker import Worker
 from rfcli.trainers import session as session_module
 from rfcli.trainers.parking import HostParking
-
-
-def order(
-    run_id: int, lora: dict[str, Any] | None, checkpoint: str | None = None, step: int = 0
-) -> TrainChunk:
-    config = {
-        "name": "memory",
-        "model": {"name": "rf-tiny"},
-        "data": {"train": {"source": "recipes.qa_data:chatterbot_qa", "select": 32}},
-        "lora": lora,
-        "training": {"max_steps": 4, "per_device_train_batch_size": 8, "max_length": 32},
-        "num_chunks": 2,
-        "seed": 0,
-    }
-    return TrainChunk(run_id, config, checkpoint=checkpoint, global_step=step)
+from tests.unit.worker_orders import order
 
 
 def done(sent: list[WorkerReply]) -> list[ChunkDone]:
