@@ -8,7 +8,9 @@ taking turns chunk by chunk. A timing callback records the wall time of every op
 variants, interleaved round by round so that both see the same load on a shared machine:
 - `release`: the thread that hands out the chunks and a parked run's thread give back their OpenMP
   threads (`trainers/openmp.py`), as rf does while the load average is below twice the core count;
-- `keep`: they are kept, as rf does on an oversubscribed machine (and always did before).
+- `keep`: they are kept, as rf does on an oversubscribed machine (and always did before);
+- `plain`: one run's `train()` on the process's own thread, as a lone TRL process trains it (its
+  "first" and "later chunks" are the same steps cut at the same places).
 The table gives the median step time of first chunks and of later chunks, per variant and run count.
 """
 
@@ -79,6 +81,14 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
             times.setdefault((self.run, self.chunk), []).append(time.perf_counter() - self.started)
 
     folder = Path(tempfile.mkdtemp(prefix="rf-parked-runs-"))
+    if variant == "plain":  # one run, its whole train() on this thread: a lone TRL process
+        model, _ = host.model_for_run(0, config)
+        trainer = build_trainer(
+            config, model, host.tokenizer(config.model), train, None, str(folder), reference_folder=folder
+        )
+        trainer.add_callback(StepTimer(0))
+        trainer.train()
+        return {f"0 {chunk}": values for (_, chunk), values in times.items()}
     sessions = []
     for run in range(runs):
         model, activate = host.model_for_run(run, config)
@@ -105,12 +115,20 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
     return {f"{run} {chunk}": values for (run, chunk), values in times.items()}
 
 
+def measured(runs: list[int], variants: list[str]) -> list[tuple[int, str]]:
+    """(runs, variant) pairs to measure: `plain` trains one run only."""
+    pairs = [(count, variant) for count in runs for variant in variants if variant != "plain"]
+    return ([(1, "plain")] if "plain" in variants else []) + pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--chunks", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6, help="steps per chunk")
     parser.add_argument("--rounds", type=int, default=2)
+    variants = ["keep", "release", "plain"]
+    parser.add_argument("--variants", nargs="+", default=variants[:2], choices=variants)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -121,20 +139,19 @@ def main() -> None:
     first: dict[tuple[str, int], list[float]] = {}
     later: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
-        for runs in args.runs:
-            for variant in ("keep", "release"):
-                command = [sys.executable, __file__, f"--chunks={args.chunks}", f"--steps={args.steps}"]
-                output = subprocess.run(
-                    [*command, "--child", str(runs), variant],
-                    cwd=REPO,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                for key, values in json.loads(output.splitlines()[-1]).items():
-                    chunk = int(key.split()[1])
-                    steady = values[1:]  # a chunk's first step also pays for the turn's switch
-                    (first if chunk == 0 else later).setdefault((variant, runs), []).extend(steady)
+        for runs, variant in measured(args.runs, args.variants):
+            command = [sys.executable, __file__, f"--chunks={args.chunks}", f"--steps={args.steps}"]
+            output = subprocess.run(
+                [*command, "--child", str(runs), variant],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for key, values in json.loads(output.splitlines()[-1]).items():
+                chunk = int(key.split()[1])
+                steady = values[1:]  # a chunk's first step also pays for the turn's switch
+                (first if chunk == 0 else later).setdefault((variant, runs), []).extend(steady)
     print(
         f"rf-small LoRA r=8, batch {BATCH}, {args.chunks} x {args.steps} steps a run, {os.cpu_count()} cores"
     )
@@ -142,11 +159,10 @@ def main() -> None:
         "| runs | parked threads' OpenMP teams | first chunk, step (ms) | later chunks (ms) | later / first |"
     )
     print("|---:|---|---:|---:|---:|")
-    for runs in args.runs:
-        for variant in ("keep", "release"):
-            a = statistics.median(first[(variant, runs)])
-            b = statistics.median(later[(variant, runs)])
-            print(f"| {runs} | {variant} | {a * 1000:.0f} | {b * 1000:.0f} | {b / a:.2f} |")
+    for runs, variant in measured(args.runs, args.variants):
+        a = statistics.median(first[(variant, runs)])
+        b = statistics.median(later[(variant, runs)])
+        print(f"| {runs} | {variant} | {a * 1000:.0f} | {b * 1000:.0f} | {b / a:.2f} |")
     print(f"load average before/after: {load_before[0]:.2f}/{os.getloadavg()[0]:.2f}")
 
 
