@@ -21,6 +21,7 @@ from rfcli.engine.messages import (
     ChunkFailed,
     ChunkProgress,
     ChunkTrained,
+    MetricRow,
     ReleaseRun,
     TrainChunk,
     WorkerNotice,
@@ -31,7 +32,7 @@ from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
-from rfcli.store.states import SCHEDULABLE
+from rfcli.store.states import SCHEDULABLE, RunState
 from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 MLFLOW_END_STATUS = {"completed": "FINISHED", "failed": "FAILED", "deleted": "KILLED"}
@@ -101,9 +102,12 @@ class Controller:
             self.dispatch()
 
     def busy_or_schedulable(self) -> bool:
+        """A chunk in flight, or a run the scheduler would give a worker: the same test as its own,
+        so a run it skips never keeps the loop turning."""
         if self.leaving:
             return bool(self.placement.in_flight())
-        return bool(self.placement.in_flight()) or any(run.state in SCHEDULABLE for run in self.store.runs())
+        waiting = any(run.schedulable and not run.finished for run in self.run_progress(self.store.runs()))
+        return bool(self.placement.in_flight()) or waiting
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
         if verb in ("stop", "delete"):
@@ -116,21 +120,27 @@ class Controller:
         mirror_command(self.tracker, run, verb, cause)
 
     def recover(self) -> None:
-        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk; a deleted
-        run's checkpoints, left by a kill between the delete and their removal, go."""
-        for run in self.store.runs():
+        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk, and a run
+        whose last chunk is recorded completes (an older rf recorded the chunk and the state apart, and a
+        kill between them left it ready); a deleted run's checkpoints, left by a kill between the delete
+        and their removal, go."""
+        for run, progress in zip(self.store.runs(), self.run_progress(self.store.runs()), strict=True):
             if run.state == "deleted":
                 shutil.rmtree(self.layout.run_folder(run.id), ignore_errors=True)
-            if run.state == "running":
+            if run.state in (RunState.RUNNING, RunState.READY) and progress.finished:
+                detail = f"its last chunk ({run.chunks_done}) was recorded before rf run stopped"
+                self.store.set_state(run.id, "completed", cause="recovery", detail=detail)
+                self.unsynced.add(run.id)  # its MLflow run ends too
+                self.announce(f"run {run.id}: completed ({detail})")
+            elif run.state == "running":
                 self.store.set_state(run.id, "ready", cause="recovery", detail="rf run restarted")
                 self.announce(f"run {run.id}: resumes from chunk {run.chunks_done} (step {run.global_step})")
             if run.mlflow_run_id is not None:
                 self.resync_mlflow(run)
 
-    def dispatch(self) -> None:
-        runs = self.store.runs()
-        free = [w.worker_id for w in self.pool.workers if w.worker_id not in self.placement.busy.values()]
-        progress = [
+    def run_progress(self, runs: list[RunRecord]) -> list[RunProgress]:
+        """What the scheduler knows of each run."""
+        return [
             RunProgress(
                 run_id=run.id,
                 chunks_done=run.chunks_done,
@@ -140,8 +150,12 @@ class Controller:
             )
             for run in runs
         ]
+
+    def dispatch(self) -> None:
+        runs = self.store.runs()
+        free = [w.worker_id for w in self.pool.workers if w.worker_id not in self.placement.busy.values()]
         by_id = {run.id: run for run in runs}
-        for assignment in next_assignments(progress, free, set(self.placement.in_flight())):
+        for assignment in next_assignments(self.run_progress(runs), free, set(self.placement.in_flight())):
             self.start_chunk(by_id[assignment.run_id], assignment.worker)
 
     def start_chunk(self, run: RunRecord, worker: int) -> None:
@@ -174,9 +188,7 @@ class Controller:
         self.placement.busy.pop(reply.run_id, None)
         self.placement.saving.pop(reply.run_id, None)
         if isinstance(reply, ChunkFailed):
-            self.store.add_metrics(reply.run_id, reply.metrics)
-            self.unsynced.add(reply.run_id)
-            self.fail(reply.run_id, reply.error)
+            self.fail(reply.run_id, reply.error, reply.metrics)
             return
         self.record(reply)
 
@@ -207,17 +219,20 @@ class Controller:
                 (done.global_step, "rf/park_seconds", done.park_seconds),
                 (done.global_step, "rf/unpark_seconds", done.unpark_seconds),
             ]
-        if before.total_chunks is None:
-            self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
-        self.store.record_chunk(
-            done.run_id,
-            chunks_done=done.chunk_index,
-            global_step=done.global_step,
-            checkpoint=done.checkpoint,
-            metrics=done.metrics + timing,
-        )
-        state = "completed" if done.finished else "ready"
-        self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
+        # One transaction: a kill between the chunk's record and the run's new state would leave a
+        # run with every chunk done that is not completed.
+        with self.store.transaction():
+            if before.total_chunks is None:
+                self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
+            self.store.record_chunk(
+                done.run_id,
+                chunks_done=done.chunk_index,
+                global_step=done.global_step,
+                checkpoint=done.checkpoint,
+                metrics=done.metrics + timing,
+            )
+            state = "completed" if done.finished else "ready"
+            self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
         self.remove_stale_checkpoints(done.run_id, Path(done.checkpoint))
         if done.finished:
             self.pool.send(done.worker, ReleaseRun(done.run_id))
@@ -239,10 +254,15 @@ class Controller:
         for stale in stale_checkpoints(folder.iterdir() if folder.is_dir() else [], recorded):
             shutil.rmtree(stale, ignore_errors=True)
 
-    def fail(self, run_id: int, error: str) -> None:
+    def fail(self, run_id: int, error: str, metrics: list[MetricRow] | None = None) -> None:
+        """The run failed: the steps it took before it did (`metrics`) and its state, in one transaction."""
         self.placement.parked.pop(run_id, None)
         self.progress.chunk_ended(run_id)
-        self.store.set_state(run_id, "failed", cause="error", error=error)
+        with self.store.transaction():
+            if metrics:
+                self.store.add_metrics(run_id, metrics)
+            self.store.set_state(run_id, "failed", cause="error", error=error)
+        self.unsynced.add(run_id)
         run = self.store.run(run_id)
         if run.mlflow_run_id is not None:
             self.tracker.set_tags(run.mlflow_run_id, {"rf.error": error})
