@@ -106,14 +106,14 @@ def run_command(
 
 def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
     """Open the experiment (this process holds its lock) and train on `pool` until no run can go on."""
-    from rfcli.engine.control import mirror_deferred
     from rfcli.engine.controller import Controller
     from rfcli.engine.experiment import open_experiment
+    from rfcli.engine.mlflow_mirror import MlflowMirror
     from rfcli.ui.live import LiveView
     from rfcli.ui.tables import experiment_view
 
     experiment = open_experiment(run_plan)
-    mirror_deferred(experiment.store, experiment.tracker)
+    MlflowMirror(experiment.store, experiment.tracker).mirror_deferred()
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():
         pool.shutdown(timeout=0)

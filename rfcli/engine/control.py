@@ -4,8 +4,9 @@
 experiment's lock applies them here. The controller of `rf run` does so between chunks: a command
 for a run that is training waits until that run's chunk is recorded, any other takes effect at the
 controller's next turn (a fraction of a second). With no `rf run` attached, `rf ctl` takes the lock
-and applies them at once; what the controller would also do outside the store (tag and end the
-MLflow run) is left for the next `rf run`, which reads it back from the store when it attaches.
+and applies them at once. What a command changes in MLflow follows from the store: applying it also
+defers it to a controller in the same transaction, and the controller (this one, or the next `rf run`)
+mirrors it and settles it (`engine/mlflow_mirror.py`), so a kill in between loses nothing of it.
 Each applied command changes state through the store, which records the event and its cause; a
 refused command says why.
 """
@@ -15,16 +16,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rfcli.config.plan import config_fingerprint
 from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, adapter_name
 from rfcli.store.states import IllegalMove
-
-if TYPE_CHECKING:
-    from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 
 class CommandApplier:
@@ -37,9 +35,8 @@ class CommandApplier:
         self.store = store
         self.layout = layout
         self.on_change = on_change
-        """Called with (run, verb, cause) after a command changed a run, for what lives outside
-        the store: a worker's parked state, the MLflow run. None without a controller: the store
-        keeps the command, and the next `rf run` mirrors it to MLflow (`mirror_deferred`)."""
+        """Called with (run, verb, cause) after a command changed a run, for what the controller
+        holds of it (a worker's parked state); None without a controller."""
 
     def apply_pending(self, busy: Collection[int]) -> list[str]:
         """Apply every pending command whose run is not mid-chunk; one line per outcome.
@@ -57,8 +54,7 @@ class CommandApplier:
                 with self.store.transaction():
                     line = self.apply(command)
                     self.store.finish_command(command.id, outcome="applied")
-                    if self.on_change is None:
-                        self.store.defer_to_controller(command.id)
+                    self.store.defer_to_controller(command.id)  # MLflow learns of it from the store
             except (CommandRefused, IllegalMove) as refusal:
                 with self.store.transaction():
                     self.store.finish_command(command.id, outcome="refused", error=str(refusal))
@@ -161,6 +157,7 @@ class CommandApplier:
             self.store.set_config(run.id, config)
             if run.checkpoint is not None:
                 fresh_optimizer(Path(run.checkpoint))
+        self.store.forget_steps_after(run.id, run.global_step)
         overrides = " ".join(args.get("overrides", []))
         where = f"chunk {run.chunks_done} (step {run.global_step})"
         detail = f"retry from {where}" + (f" with {overrides}" if overrides else "")
@@ -189,20 +186,3 @@ def warm_start_checkpoint(source: Path, parent_id: int, layout: ExperimentLayout
     if parent_adapter.is_dir():
         parent_adapter.rename(target / adapter_name(run_id))
     return target
-
-
-def mirror_command(tracker: MlflowTracker, run: RunRecord, verb: str, cause: str) -> None:
-    """What MLflow shows of an applied command: the run's state and who asked; a deleted run ends."""
-    if run.mlflow_run_id is None or verb == "clone":
-        return
-    tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
-    if verb == "delete":
-        tracker.end_run(run.mlflow_run_id, "KILLED")
-
-
-def mirror_deferred(store: ExperimentStore, tracker: MlflowTracker) -> None:
-    """Commands `rf ctl` applied while no `rf run` was attached reach MLflow once, when one attaches."""
-    deferred = store.deferred_commands()
-    for command in deferred:
-        mirror_command(tracker, store.run(command.run_id), command.verb, command.cause)
-    store.settle_deferred([command.id for command in deferred])

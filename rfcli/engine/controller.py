@@ -7,14 +7,12 @@ says so, and MLflow mirrors the store's metrics from the last step it already ho
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rfcli.config.plan import flatten, to_typed_config
-from rfcli.engine.control import CommandApplier, mirror_command
+from rfcli.engine.control import CommandApplier
 from rfcli.engine.judging import Judge
 from rfcli.engine.messages import (
     ChunkDone,
@@ -27,6 +25,7 @@ from rfcli.engine.messages import (
     WorkerNotice,
     WorkerReply,
 )
+from rfcli.engine.mlflow_mirror import MlflowMirror
 from rfcli.engine.pool import Pool
 from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
@@ -34,8 +33,6 @@ from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
 from rfcli.store.states import SCHEDULABLE, RunState
 from rfcli.tracking.mlflow_tracker import MlflowTracker
-
-MLFLOW_END_STATUS = {"completed": "FINISHED", "failed": "FAILED", "deleted": "KILLED"}
 
 
 @dataclass
@@ -67,6 +64,7 @@ class Controller:
         self.placement = Placement()
         self.layout = ExperimentLayout(pool.experiment)
         self.commands = CommandApplier(store, self.layout, self.after_command)
+        self.mlflow = MlflowMirror(store, tracker)
         self.leaving = False
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
         self.unsynced: set[int] = set()
@@ -98,6 +96,7 @@ class Controller:
     def steer_and_dispatch(self) -> None:
         for line in self.commands.apply_pending(busy=self.placement.in_flight()):
             self.announce(line)
+        self.mlflow.mirror_deferred()
         if not self.leaving:
             self.dispatch()
 
@@ -117,13 +116,13 @@ class Controller:
             parked = self.placement.parked.pop(run.id, None)
             if parked is not None:
                 self.pool.send(parked[0], ReleaseRun(run.id))
-        mirror_command(self.tracker, run, verb, cause)
 
     def recover(self) -> None:
         """Runs left 'running' by a killed `rf run` go back to their last recorded chunk, and a run
         whose last chunk is recorded completes (an older rf recorded the chunk and the state apart, and a
         kill between them left it ready); a deleted run's checkpoints, left by a kill between the delete
         and their removal, go."""
+        self.mlflow.remove_orphans()
         for run, progress in zip(self.store.runs(), self.run_progress(self.store.runs()), strict=True):
             if run.state == "deleted":
                 shutil.rmtree(self.layout.run_folder(run.id), ignore_errors=True)
@@ -136,7 +135,7 @@ class Controller:
                 self.store.set_state(run.id, "ready", cause="recovery", detail="rf run restarted")
                 self.announce(f"run {run.id}: resumes from chunk {run.chunks_done} (step {run.global_step})")
             if run.mlflow_run_id is not None:
-                self.resync_mlflow(run)
+                self.mlflow.resync(run)
 
     def run_progress(self, runs: list[RunRecord]) -> list[RunProgress]:
         """What the scheduler knows of each run."""
@@ -263,10 +262,7 @@ class Controller:
                 self.store.add_metrics(run_id, metrics)
             self.store.set_state(run_id, "failed", cause="error", error=error)
         self.unsynced.add(run_id)
-        run = self.store.run(run_id)
-        if run.mlflow_run_id is not None:
-            self.tracker.set_tags(run.mlflow_run_id, {"rf.error": error})
-            self.end_mlflow_run(run)
+        self.mlflow.fail(self.store.run(run_id), error)
         self.announce(f"run {run_id}: failed: {error}")
 
     def check_workers(self) -> None:
@@ -293,48 +289,10 @@ class Controller:
         self.store.set_state(run_id, "ready", cause="recovery", detail=what)
         self.announce(f"run {run_id}: {what}; it trains chunk {run.chunks_done + 1} again")
 
-    # MLflow mirrors the store.
-
-    def start_mlflow_run(self, run: RunRecord) -> None:
-        tags = {"rf.run_id": str(run.id), "rf.fingerprint": run.fingerprint}
-        if run.parent_id is not None:
-            tags.update({"rf.parent": str(run.parent_id), "rf.warm_start": str(run.warm_start).lower()})
-        params = flatten(dataclasses.asdict(to_typed_config(run.config)))  # with the defaults it ran with
-        mlflow_run_id = self.tracker.start_run(run.name, params, tags)
-        self.store.set_mlflow_run(run.id, mlflow_run_id)
-
     def flush_mlflow(self) -> None:
         """Send recorded metrics to MLflow, and end the MLflow runs of runs that finished."""
         while self.unsynced:
-            run = self.store.run(self.unsynced.pop())
-            new = run.mlflow_run_id is None
-            if new and run.state == "deleted":
-                continue
-            if new:
-                self.start_mlflow_run(run)
-                run = self.store.run(run.id)
-            self.sync_mlflow(run)
-            if run.state == "completed" or (new and run.state in MLFLOW_END_STATUS):
-                self.end_mlflow_run(run)
-
-    def sync_mlflow(self, run: RunRecord) -> None:
-        rows = self.store.metrics(run.id, after_step=run.mlflow_synced_step)
-        if run.mlflow_run_id is None or not rows:
-            return
-        self.tracker.log_metrics(run.mlflow_run_id, rows)
-        self.store.mark_mlflow_synced(run.id, max(step for step, _, _ in rows))
-
-    def resync_mlflow(self, run: RunRecord) -> None:
-        """After a crash, trust what MLflow holds over what the store believed was sent."""
-        assert run.mlflow_run_id is not None
-        logged = self.tracker.metric_history(run.mlflow_run_id, "loss")
-        if logged:
-            self.store.mark_mlflow_synced(run.id, max(step for step, _ in logged))
-        self.sync_mlflow(self.store.run(run.id))
-
-    def end_mlflow_run(self, run: RunRecord) -> None:
-        if run.mlflow_run_id is not None and run.state in MLFLOW_END_STATUS:
-            self.tracker.end_run(run.mlflow_run_id, MLFLOW_END_STATUS[run.state])
+            self.mlflow.flush(self.unsynced.pop())
 
     def shutdown(self) -> None:
         """On Ctrl-C: chunks in flight are lost and their workers stopped at once; their runs resume

@@ -382,6 +382,14 @@ class ExperimentStore:
         )
         return {str(row["key"]): _from_sql_float(row["value"]) for row in rows}
 
+    def forget_steps_after(self, run_id: int, step: int) -> None:
+        """A retry undoes the failed attempt's steps after `step`, its last recorded chunk: their rows
+        go, and MLflow is known to match the store only up to `step` (the controller compares what it
+        holds beyond, `engine/mlflow_mirror.py`)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            self._update_run(db, run_id, "mlflow_synced_step = MIN(mlflow_synced_step, ?)", (step,))
+
     def set_mlflow_run(self, run_id: int, mlflow_run_id: str) -> None:
         with self._transaction() as db:
             self._update_run(db, run_id, "mlflow_run_id = ?", (mlflow_run_id,))
@@ -435,8 +443,8 @@ class ExperimentStore:
                 raise ValueError(f"command {command_id} was already {row['outcome']}")
 
     def defer_to_controller(self, command_id: int) -> None:
-        """An applied command whose effects outside the store (MLflow) are left for the next
-        controller: `rf ctl` applied it with no `rf run` attached."""
+        """An applied command whose effects outside the store (MLflow) wait for a controller: the
+        one attached, or the next `rf run` when `rf ctl` applied it alone."""
         with self._transaction():
             deferred = self._deferred_ids()
             self._set_meta_value(DEFERRED_KEY, json.dumps([*deferred, command_id]))

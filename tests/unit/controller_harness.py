@@ -1,8 +1,9 @@
 """The controller's loop without torch: workers that train a chunk at once, and an MLflow in memory.
 
-`InstantPool` answers each chunk it is given at the next `replies()` with a checkpoint folder and one
-`loss` row per step, `loss = 1 / step`: what any test expects a run to have logged is known without
-training. `MemoryTracker` keeps every metric row MLflow would hold, duplicates included.
+`InstantPool` answers each chunk it is given at the next `replies()` with a checkpoint folder and two
+rows per step, `loss = 1 / step` and `learning_rate = step / 1000`: what any test expects a run to
+have logged is known without training. `MemoryTracker` keeps every metric row MLflow would hold,
+duplicates included.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def loss_at(step: int) -> float:
 
 
 def chunk_rows(first_step: int, last_step: int) -> list[tuple[int, str, float]]:
-    return [(step, "loss", loss_at(step)) for step in range(first_step, last_step + 1)]
+    return [
+        row
+        for step in range(first_step, last_step + 1)
+        for row in ((step, "learning_rate", step / 1000), (step, "loss", loss_at(step)))
+    ]
 
 
 def chunk_done(run_id: int, chunk: int, checkpoint: Path, worker: int = 0) -> ChunkDone:
@@ -139,6 +144,43 @@ class MemoryTracker:
     def metric_history(self, mlflow_run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted((step, value) for step, name, value in self.runs[mlflow_run_id].rows if name == key)
 
+    def logged_rows(self, mlflow_run_id: str, keys: list[str] | None = None) -> list[tuple[int, str, float]]:
+        rows = self.runs[mlflow_run_id].rows
+        return sorted((row for row in rows if keys is None or row[1] in keys), key=lambda row: row[:2])
+
+    def tags(self, mlflow_run_id: str) -> dict[str, str]:
+        return dict(self.runs[mlflow_run_id].tags)
+
+    def delete_tag(self, mlflow_run_id: str, key: str) -> None:
+        self.runs[mlflow_run_id].tags.pop(key, None)
+
+    def rename_run(self, mlflow_run_id: str, name: str) -> None:
+        self.runs[mlflow_run_id].name = name
+
+    def status(self, mlflow_run_id: str) -> str:
+        return self.runs[mlflow_run_id].status
+
+    def reopen(self, mlflow_run_id: str) -> None:
+        self.runs[mlflow_run_id].status = "RUNNING"
+
+    def runs_tagged(self, key: str, value: str) -> list[tuple[str, dict[str, str]]]:
+        return [
+            (run_id, dict(run.tags))
+            for run_id, run in self.runs.items()
+            if run.tags.get(key) == value and not run.deleted
+        ]
+
+    def delete_run(self, mlflow_run_id: str) -> None:
+        self.runs[mlflow_run_id].deleted = True
+
+    def shown(self, rf_run_id: int) -> list[MemoryRun]:
+        """The MLflow runs a person sees for one rf run: not deleted, tagged with its id."""
+        return [
+            run
+            for run in self.runs.values()
+            if not run.deleted and run.tags.get("rf.run_id") == str(rf_run_id)
+        ]
+
 
 def make_store(folder: Path, run_ids: tuple[int, ...] = (1, 2)) -> ExperimentStore:
     store = ExperimentStore(ExperimentLayout(folder).state_db)
@@ -148,6 +190,8 @@ def make_store(folder: Path, run_ids: tuple[int, ...] = (1, 2)) -> ExperimentSto
 
 
 def make_controller(store: ExperimentStore, pool: InstantPool, tracker: Any = None) -> Controller:
+    """A controller on `pool`, mirroring to `tracker` (by default a new `MemoryTracker`)."""
+    tracker = MemoryTracker() if tracker is None else tracker
     return Controller(store, tracker=tracker, pool=pool, announce=lambda line: None)  # type: ignore[arg-type]
 
 

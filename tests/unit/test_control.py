@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from rfcli.engine.control import CommandApplier, mirror_deferred
+from rfcli.engine.control import CommandApplier
+from rfcli.engine.mlflow_mirror import MlflowMirror
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import ExperimentLayout
 
@@ -142,14 +143,14 @@ def test_the_next_rf_run_mirrors_commands_applied_without_one_to_mlflow(tmp_path
     assert [c.verb for c in experiment.store.deferred_commands()] == ["stop", "delete"]
 
     tracker = FakeTracker()
-    mirror_deferred(experiment.store, tracker)  # type: ignore[arg-type]
+    MlflowMirror(experiment.store, tracker).mirror_deferred()  # type: ignore[arg-type]
     assert tracker.calls == [
         ("tags", "mlflow-1", {"rf.state": "stopped", "rf.stop_cause": "rf ctl"}),
         ("tags", "mlflow-2", {"rf.state": "deleted", "rf.delete_cause": "rf ctl"}),
         ("end", "mlflow-2", "KILLED"),
     ]
     assert experiment.store.deferred_commands() == []
-    mirror_deferred(experiment.store, tracker)  # type: ignore[arg-type]
+    MlflowMirror(experiment.store, tracker).mirror_deferred()  # type: ignore[arg-type]
     assert len(tracker.calls) == 3, "mirrored once"
     experiment.store.close()
 

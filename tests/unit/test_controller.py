@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from rfcli.engine.controller import Controller
-from rfcli.engine.messages import ChunkDone, ReleaseRun
+from rfcli.engine.messages import ChunkDone
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import ExperimentLayout
 from tests.processes import run_until_killed
@@ -42,8 +41,7 @@ def store(layout: ExperimentLayout) -> Iterator[ExperimentStore]:
 
 @pytest.fixture
 def controller(layout: ExperimentLayout, store: ExperimentStore) -> Controller:
-    pool = SimpleNamespace(experiment=layout.folder, workers=[], send=lambda worker, message: None)
-    return Controller(store, tracker=None, pool=pool, announce=lambda line: None)  # type: ignore[arg-type]
+    return make_controller(store, InstantPool(layout.folder))
 
 
 def test_a_run_keeps_its_last_two_checkpoints_and_never_loses_the_one_the_store_points_to(
@@ -82,15 +80,14 @@ def test_recovery_removes_what_a_kill_left_of_a_deleted_run(
 def test_a_stopped_or_deleted_run_is_released_from_the_worker_it_is_parked_on(
     layout: ExperimentLayout, store: ExperimentStore, verb: str
 ) -> None:
-    sent: list[tuple[int, ReleaseRun]] = []
-    pool = SimpleNamespace(experiment=layout.folder, workers=[], send=lambda *message: sent.append(message))
-    controller = Controller(store, tracker=None, pool=pool, announce=lambda line: None)  # type: ignore[arg-type]
+    pool = InstantPool(layout.folder, workers=0)  # nothing else happens: no worker to dispatch to
+    controller = make_controller(store, pool)
     controller.placement.parked.update({1: (0, 5), 2: (1, 5)})
     store.add_command(verb, 1, {}, cause="key")
 
     controller.steer_and_dispatch()
 
-    assert sent == [(0, ReleaseRun(1))]
+    assert pool.released == [1]
     assert controller.placement.parked == {2: (1, 5)}
 
 
