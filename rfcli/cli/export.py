@@ -12,6 +12,7 @@ import typer
 from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.errors import UserError
 from rfcli.results.experiment import ExperimentResults, RunResult, load_results
+from rfcli.store.checksums import DamagedCheckpoint, resume_point
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.ui.tables import format_metric
 
@@ -84,10 +85,18 @@ def best_run(results: ExperimentResults, metric: str) -> RunResult:
 
 
 def checkpoint_of(result: RunResult) -> Path:
+    """The run's last checkpoint, checked against its checksums; the one before it when it is damaged."""
     run = result.run
     if run.checkpoint is None:
         raise UserError(f"run {run.id} has no finished chunk yet, so nothing to export")
     checkpoint = Path(run.checkpoint)
     if not checkpoint.is_dir():
         raise UserError(f"run {run.id} is {run.state}: its checkpoint {checkpoint} is no longer on disk")
-    return checkpoint
+    try:
+        point = resume_point(run.checkpoint)
+    except DamagedCheckpoint as damaged:
+        raise UserError(f"run {run.id} cannot be exported: {damaged}") from None
+    if point.passed_over:
+        typer.echo(f"run {run.id}: {point.fallback_line(use='exports')}")
+    assert point.checkpoint is not None
+    return Path(point.checkpoint)

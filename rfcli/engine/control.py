@@ -20,6 +20,7 @@ from typing import Any
 
 from rfcli.config.plan import config_fingerprint
 from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
+from rfcli.store.checksums import DamagedCheckpoint, copy_checkpoint
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, adapter_name
 from rfcli.store.states import IllegalMove
@@ -151,12 +152,12 @@ class CommandApplier:
         """A failed run trains again from its last recorded chunk, with the (already validated)
         config the retry gives it. Unchanged, it resumes exactly (optimizer and schedule included);
         changed, it starts a fresh optimizer and its own schedule from that step, as a warm clone
-        does, since a resumed optimizer would bring back the old learning rate."""
+        does, since a resumed optimizer would bring back the old learning rate. The store says so
+        (`fresh_optimizer_step`): the checkpoint it records is never changed, since a transaction
+        cannot take a file change back."""
         config: dict[str, Any] = args["config"]
         if config != run.config:
-            self.store.set_config(run.id, config)
-            if run.checkpoint is not None:
-                fresh_optimizer(Path(run.checkpoint))
+            self.store.set_config(run.id, config, fresh_optimizer_step=run.global_step)
         self.store.forget_steps_after(run.id, run.global_step)
         overrides = " ".join(args.get("overrides", []))
         where = f"chunk {run.chunks_done} (step {run.global_step})"
@@ -168,21 +169,14 @@ class CommandApplier:
 OPTIMIZER_FILES = ("optimizer.pt", "scheduler.pt")
 
 
-def fresh_optimizer(checkpoint: Path) -> None:
-    """Drop the optimizer and scheduler state from a checkpoint: training resumes from its weights,
-    step and RNG with the optimizer and learning-rate schedule the config gives."""
-    for name in OPTIMIZER_FILES:
-        (checkpoint / name).unlink(missing_ok=True)
-
-
 def warm_start_checkpoint(source: Path, parent_id: int, layout: ExperimentLayout, run_id: int) -> Path:
     """A copy of the parent's checkpoint for the clone: its weights (the adapter renamed to the
     clone's), its step and RNG, but no optimizer or scheduler state, so the clone's own learning
-    rate and schedule apply from that step on."""
+    rate and schedule apply from that step on. A copy left by a clone whose store change did not
+    commit is replaced; a damaged checkpoint refuses the clone, naming the file."""
     target = layout.checkpoints(run_id) / source.name
-    shutil.rmtree(target, ignore_errors=True)  # left by a clone whose store change did not commit
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*OPTIMIZER_FILES))
-    parent_adapter = target / adapter_name(parent_id)
-    if parent_adapter.is_dir():
-        parent_adapter.rename(target / adapter_name(run_id))
+    try:
+        copy_checkpoint(source, target, OPTIMIZER_FILES, (adapter_name(parent_id), adapter_name(run_id)))
+    except DamagedCheckpoint as damaged:
+        raise CommandRefused(f"run {parent_id}'s checkpoint: {damaged}") from None
     return target

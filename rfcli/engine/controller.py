@@ -165,7 +165,8 @@ class Controller:
             self.unsynced.add(run.id)  # its MLflow run is made on the next flush, not on the way to a worker
         self.store.set_state(run.id, "running", cause="scheduler", detail=f"worker {worker}", worker=worker)
         self.placement.busy[run.id] = worker
-        self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
+        order = TrainChunk(run.id, run.config, run.checkpoint, run.global_step, run.fresh_optimizer_step)
+        self.pool.send(worker, order)
 
     def handle(self, reply: WorkerReply) -> None:
         if isinstance(reply, ChunkProgress):

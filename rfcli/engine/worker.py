@@ -29,6 +29,7 @@ from rfcli.engine.messages import (
     WorkerReply,
 )
 from rfcli.gpus import VISIBLE_DEVICES
+from rfcli.store.checksums import resume_point
 from rfcli.store.layout import ExperimentLayout
 from rfcli.trainers.openmp import release_idle_team
 
@@ -243,6 +244,10 @@ class Worker:
         from rfcli.trainers.session import RunSession
 
         config = to_typed_config(order.config)
+        resume = resume_point(order.checkpoint, order.fresh_optimizer_step)  # checked before it is read
+        if resume.passed_over:
+            fallback = f"run {order.run_id}: {resume.fallback_line()}"
+            self.send(WorkerNotice(self.worker_id, order.run_id, fallback))
         self.wait_for_writes()  # a new run changes the shared model those writes read from
         train, evaluation = self._datasets(config)
         model, activate = self.host.model_for_run(order.run_id, config)
@@ -255,6 +260,7 @@ class Worker:
             str(self.layout.checkpoints(order.run_id)),
             reference_folder=self.layout.reference_logps,
         )
+        trainer.fresh_optimizer = resume.fresh_optimizer  # type: ignore[attr-defined]
         generation = generation_metrics(config, self.host.tokenizer(config.model), evaluation)
         saved = partial(self.report_saved, order.run_id)
         session = RunSession(
@@ -263,7 +269,7 @@ class Worker:
             activate,
             saved,
             self.parking,
-            resume_from=order.checkpoint,
+            resume_from=resume.checkpoint,
             generation=generation,
         )
         self.sessions[order.run_id] = session

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rfcli.cli.app import app
+from rfcli.store.checksums import write_checksums
 from tests.unit.results_fixtures import write_sweep
 
 RF = Path(sys.executable).parent / "rf"
@@ -86,6 +87,21 @@ def test_bad_input_is_one_clear_line_and_exit_2(
     result = rf(*(arg.format(tmp=tmp_path) for arg in args), "--dir", experiments)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_of_a_damaged_checkpoint_names_the_file_and_writes_nothing(
+    experiments: Path, tmp_path: Path
+) -> None:
+    checkpoint = experiments / "sweep" / "runs" / "1" / "checkpoints" / "checkpoint-16"
+    (checkpoint / "run_1").mkdir(parents=True)
+    (checkpoint / "run_1" / "adapter_model.safetensors").write_bytes(b"weights!")
+    write_checksums(checkpoint)
+    (checkpoint / "run_1" / "adapter_model.safetensors").write_bytes(b"weig")
+    result = rf("export", "1", "--out", tmp_path / "out", "--dir", experiments)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    damaged = checkpoint / "run_1" / "adapter_model.safetensors"
+    assert f"run 1 cannot be exported: {damaged} is 4 bytes where 8 were written" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
