@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rfcli.engine.control import CommandApplier
+from rfcli.engine.faults import machine_fault
 from rfcli.engine.judging import Judge
 from rfcli.engine.messages import (
     ChunkDone,
@@ -67,6 +68,9 @@ class Controller:
         self.mlflow = MlflowMirror(store, tracker)
         self.leaving = False
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
+        self.paused: str | None = None
+        """What the machine lacks (a full disk), once it failed a chunk: as when leaving, chunks in
+        flight finish and nothing new starts; the next `rf run` continues."""
         self.unsynced: set[int] = set()
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
         self.judge = Judge(store, tracker)
@@ -77,33 +81,44 @@ class Controller:
         """Runs whose worker died under them: the chunk count they had recorded then."""
 
     def run(self, refresh: Callable[[], None]) -> None:
-        """Train until no run can make progress; `refresh` redraws the view between replies."""
-        self.store.add_event(None, "started", cause="rf run", detail=self.pool.describe())
-        self.recover()
-        self.decide()  # a decision a killed rf run did not get to record
-        self.steer_and_dispatch()  # commands that came while rf run was away may give it work
-        while self.busy_or_schedulable():
-            self.steer_and_dispatch()
-            replies = self.pool.replies(timeout=0.25)
-            for reply in replies:
-                self.handle(reply)
-            if replies:
-                self.steer_and_dispatch()  # a worker is free: give it work before the bookkeeping
-            self.flush_mlflow()
-            self.check_workers()
-            refresh()
+        """Train until no run can make progress; `refresh` redraws the view between replies. A failure
+        of the machine under the store or MLflow (a full disk) pauses: `paused` says what it lacks."""
+        try:
+            self.store.add_event(None, "started", cause="rf run", detail=self.pool.describe())
+            self.recover()
+            self.decide()  # a decision a killed rf run did not get to record
+            self.steer_and_dispatch()  # commands that came while rf run was away may give it work
+            while self.busy_or_schedulable():
+                self.steer_and_dispatch()
+                replies = self.pool.replies(timeout=0.25)
+                for reply in replies:
+                    self.handle(reply)
+                if replies:
+                    self.steer_and_dispatch()  # a worker is free: give it work before the bookkeeping
+                self.flush_mlflow()
+                self.check_workers()
+                refresh()
+        except Exception as error:
+            self.paused = machine_fault(error, self.layout.folder)
+            if self.paused is None:
+                raise
 
     def steer_and_dispatch(self) -> None:
         for line in self.commands.apply_pending(busy=self.placement.in_flight()):
             self.announce(line)
         self.mlflow.mirror_deferred()
-        if not self.leaving:
+        if not self.stopping:
             self.dispatch()
+
+    @property
+    def stopping(self) -> bool:
+        """Nothing new starts: the person left the view, or the machine paused the experiment."""
+        return self.leaving or self.paused is not None
 
     def busy_or_schedulable(self) -> bool:
         """A chunk in flight, or a run the scheduler would give a worker: the same test as its own,
         so a run it skips never keeps the loop turning."""
-        if self.leaving:
+        if self.stopping:
             return bool(self.placement.in_flight())
         waiting = any(run.schedulable and not run.finished for run in self.run_progress(self.store.runs()))
         return bool(self.placement.in_flight()) or waiting
@@ -187,6 +202,9 @@ class Controller:
         self.progress.chunk_ended(reply.run_id)
         self.placement.busy.pop(reply.run_id, None)
         self.placement.saving.pop(reply.run_id, None)
+        if isinstance(reply, ChunkFailed) and reply.fault is not None:
+            self.pause(reply.run_id, reply.fault, reply.error)
+            return
         if isinstance(reply, ChunkFailed):
             self.fail(reply.run_id, reply.error, reply.metrics)
             return
@@ -266,6 +284,17 @@ class Controller:
         self.mlflow.fail(self.store.run(run_id), error)
         self.announce(f"run {run_id}: failed: {error}")
 
+    def pause(self, run_id: int, fault: str, error: str) -> None:
+        """The machine failed the run's chunk (a full disk): the run goes back to its last recorded
+        chunk, not failed, and the experiment pauses once the chunks in flight end."""
+        self.placement.parked.pop(run_id, None)
+        self.progress.chunk_ended(run_id)
+        self.store.set_state(run_id, "ready", cause="machine", detail=error)
+        if self.paused is None:
+            self.paused = fault
+            self.store.add_event(None, "paused", cause="machine", detail=fault)
+        self.announce(f"run {run_id}: {fault}; it trains this chunk again when rf run continues")
+
     def check_workers(self) -> None:
         """A worker that died (killed, out of memory, its node lost) is replaced, and the run it was
         training, or whose checkpoint it was writing, goes back to its last recorded chunk; a run under
@@ -297,14 +326,20 @@ class Controller:
 
     def shutdown(self) -> None:
         """On Ctrl-C: chunks in flight are lost and their workers stopped at once; their runs resume
-        from the last recorded chunk."""
-        self.flush_mlflow()
+        from the last recorded chunk. On a full disk, what cannot be written now the next `rf run`
+        recovers (it puts runs left running back to their last recorded chunk, and resyncs MLflow)."""
         abandoned = self.placement.in_flight()
-        for run_id in abandoned:
-            self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
-        self.placement.busy.clear()
-        self.placement.saving.clear()
-        self.pool.shutdown(timeout=0 if abandoned else 10.0)
+        try:
+            self.flush_mlflow()
+            for run_id in abandoned:
+                self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
+        except Exception as error:
+            if machine_fault(error) is None:
+                raise
+        finally:
+            self.placement.busy.clear()
+            self.placement.saving.clear()
+            self.pool.shutdown(timeout=0 if abandoned else 10.0)
 
 
 def chunk_line(run: RunRecord, metrics: dict[str, float], done: ChunkDone) -> str:

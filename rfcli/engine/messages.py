@@ -77,6 +77,9 @@ class ChunkFailed:
     error: str
     metrics: list[MetricRow] = field(default_factory=list)
     """The steps the run took in this chunk before it failed (the loss that went NaN, say)."""
+    fault: str | None = None
+    """Set when the machine failed, not the run (`faults.machine_fault`: a full disk, say): the run
+    trains the chunk again once the experiment continues."""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rfcli.engine.faults import machine_fault
 from rfcli.engine.messages import (
     ChunkDone,
     ChunkFailed,
     ChunkProgress,
     ChunkTrained,
+    MetricRow,
     ReleaseRun,
     Shutdown,
     TrainChunk,
@@ -196,7 +198,7 @@ class Worker:
             failed = self.sessions.get(order.run_id)
             metrics = failed.take_metrics() if failed is not None else []
             self.release(order.run_id)
-            return ChunkFailed(self.worker_id, order.run_id, describe_error(error), metrics)
+            return self.failed(order.run_id, error, metrics)
         return ChunkTrained(self.worker_id, order.run_id, outcome.chunk_index)
 
     def say_parking_is_full(self, run_id: int) -> None:
@@ -211,10 +213,17 @@ class Worker:
         )
         self.send(WorkerNotice(self.worker_id, run_id, text))
 
+    def failed(
+        self, run_id: int, error: BaseException, metrics: list[MetricRow] | None = None
+    ) -> ChunkFailed:
+        """The run's error, or the machine's (a full disk): then the run did not fail, and trains again."""
+        fault = machine_fault(error, self.layout.folder)
+        return ChunkFailed(self.worker_id, run_id, describe_error(error), metrics or [], fault)
+
     def report_saved(self, run_id: int, result: ChunkOutcome | BaseException) -> None:
         """On the run's thread: the chunk's checkpoint is durable (or writing it failed)."""
         if isinstance(result, BaseException):
-            self.send(ChunkFailed(self.worker_id, run_id, describe_error(result)))
+            self.send(self.failed(run_id, result))
             return
         started, setup_seconds = self._started[run_id]
         self.send(

@@ -52,10 +52,13 @@ class BackgroundCheckpoints(Trainer):
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
+            write_checksums(staging)
+            make_durable(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # on a full disk, what it wrote is space again
+            raise
         finally:
             self._staging = False
-        write_checksums(staging)
-        make_durable(staging)
         if final.exists():  # written by a run killed before the store recorded it: never read
             shutil.rmtree(final)
         os.rename(staging, final)

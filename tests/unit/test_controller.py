@@ -3,19 +3,21 @@ the worst moment leaves for the next `rf run`."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rfcli.engine.controller import Controller
-from rfcli.engine.messages import ChunkDone
+from rfcli.engine.messages import ChunkDone, ChunkFailed, ChunkTrained, TrainChunk, WorkerReply
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import ExperimentLayout
 from tests.processes import run_until_killed
 from tests.unit.controller_harness import (
     CHUNKS,
     MAX_STEPS,
+    STEPS_PER_CHUNK,
     InstantPool,
     MemoryTracker,
     chunk_rows,
@@ -24,6 +26,8 @@ from tests.unit.controller_harness import (
     make_store,
     run_to_the_end,
 )
+
+FULL = "no space left on device (runs/1/checkpoints/.staging/checkpoint-8/optimizer.pt)"
 
 
 @pytest.fixture
@@ -157,3 +161,56 @@ def test_recovery_completes_a_run_whose_last_chunk_was_recorded_without_its_stat
         event = store.events(limit=1, run_id=1)[0]
         assert (event.kind, event.cause) == ("completed", "recovery")
         assert event.detail == "its last chunk (4) was recorded before rf run stopped"
+
+
+# -- a failure of the machine pauses the experiment; no run fails ---------------------------------
+
+
+def test_a_full_disk_under_a_chunk_pauses_the_experiment_and_the_next_rf_run_continues(
+    tmp_path: Path,
+) -> None:
+    with make_store(tmp_path) as store:
+        pool = InstantPool(tmp_path)
+        train = pool.train
+
+        def disk_full_at_chunk_2(worker: int, order: TrainChunk) -> list[WorkerReply]:
+            if order.global_step == STEPS_PER_CHUNK:  # writing chunk 2's checkpoint fails
+                error = "OSError: [Errno 28] No space left on device"
+                return [
+                    ChunkTrained(worker, order.run_id, 2),
+                    ChunkFailed(worker, order.run_id, error, [], FULL),
+                ]
+            return train(worker, order)
+
+        pool.answer = disk_full_at_chunk_2
+        tracker = MemoryTracker()
+        paused = make_controller(store, pool, tracker)
+        run_to_the_end(paused)
+        assert paused.paused == FULL
+        assert [(run.state, run.chunks_done, run.error) for run in store.runs()] == [("ready", 1, None)] * 2
+        assert pool.trained == [(1, 1), (2, 1)]  # nothing new started once the disk was full
+        event = store.events(limit=1)[0]
+        assert (event.run_id, event.kind, event.cause, event.detail) == (None, "paused", "machine", FULL)
+
+        pool.answer = train  # space freed: a plain `rf run` continues by itself
+        run_to_the_end(make_controller(store, pool, tracker))
+        assert [(run.state, run.chunks_done) for run in store.runs()] == [("completed", CHUNKS)] * 2
+        assert [row for row in store.metrics(1) if row[1] == "loss"] == chunk_rows(1, MAX_STEPS)[1::2]
+
+
+def test_a_full_disk_under_the_store_pauses_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with make_store(tmp_path) as store:
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        tracker = MemoryTracker()
+        with monkeypatch.context() as patched:
+            patched.setattr(ExperimentStore, "record_chunk", full)
+            controller = make_controller(store, InstantPool(tmp_path), tracker)
+            run_to_the_end(controller)
+            controller.shutdown()
+        assert controller.paused == "no space left on device"
+        assert [run.state for run in store.runs()] == ["running", "pending"]  # as a kill leaves it
+        run_to_the_end(make_controller(store, InstantPool(tmp_path), tracker))
+        assert [run.state for run in store.runs()] == ["completed"] * 2
