@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rfcli.config.plan import config_fingerprint
-from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
+from rfcli.engine.commands import VERBS, CommandRefused, final_refusal, state_refusal
 from rfcli.store.checksums import DamagedCheckpoint, copy_checkpoint
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, adapter_name
@@ -48,9 +48,12 @@ class CommandApplier:
         replaced next time), a deleted run's checkpoints are removed after.
         """
         lines = []
+        waiting: set[int] = set()
         for command in self.store.pending_commands():
-            if command.run_id in busy and command.verb in ("stop", "delete"):
-                continue  # takes effect at that run's chunk boundary
+            behind = command.run_id in waiting and command.verb != "clone"  # a run's states change in order
+            if behind or (command.run_id in busy and self.waits_for_chunk(command)):
+                waiting.add(command.run_id)
+                continue
             try:
                 with self.store.transaction():
                     line = self.apply(command)
@@ -74,6 +77,14 @@ class CommandApplier:
                 lines.append(line)
         return lines
 
+    def waits_for_chunk(self, command: CommandRecord) -> bool:
+        """A stop or delete takes effect at the run's chunk boundary, and a warm clone of a run with
+        no finished chunk yet waits for the one in flight to give it weights."""
+        if command.verb in ("stop", "delete"):
+            return True
+        warm_without_weights = command.verb == "clone" and bool(command.args.get("warm"))
+        return warm_without_weights and self.store.run(command.run_id).checkpoint is None
+
     def apply(self, command: CommandRecord) -> str:
         try:
             run = self.store.run(command.run_id)
@@ -81,16 +92,13 @@ class CommandApplier:
             raise CommandRefused(str(missing).strip("'\"")) from None
         cause = command.cause
         refusal = final_refusal(command.verb, run, bool(command.args.get("warm")))
+        refusal = refusal or state_refusal(command.verb, run.id, run.state)
         if refusal is not None:
             raise CommandRefused(refusal)
         if command.verb == "stop":
-            if run.state == "stopped":
-                raise CommandRefused(f"run {run.id} is already stopped")
             self.store.set_state(run.id, "stopped", cause=cause, detail=f"after chunk {run.chunks_done}")
             return f"run {run.id}: stopped after chunk {run.chunks_done}"
         if command.verb == "resume":
-            if run.state != "stopped":
-                raise CommandRefused(f"run {run.id} is {run.state}; only a stopped run resumes")
             self.store.set_state(run.id, "ready", cause=cause, detail="resumed")
             return f"run {run.id}: resumed"
         if command.verb == "delete":

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -427,14 +427,32 @@ class ExperimentStore:
 
     # -- control commands ---------------------------------------------------------------------
 
-    def add_command(self, verb: str, run_id: int, args: dict[str, Any], cause: str) -> int:
-        """Queue a command for the controller; returns its id."""
+    def add_command(
+        self,
+        verb: str,
+        run_id: int,
+        args: dict[str, Any],
+        cause: str,
+        check: Callable[[RunRecord, list[CommandRecord]], None] | None = None,
+    ) -> int:
+        """Queue a command for the controller; returns its id. `check` gets the run and the commands
+        waiting, read in the transaction that queues the command, so no other command comes between:
+        what it raises refuses the command, and nothing is queued."""
         with self._transaction():
+            if check is not None:
+                check(self.run(run_id), self.pending_commands())
             return self._insert_command(verb, run_id, args, cause)
 
     def pending_commands(self) -> list[CommandRecord]:
         """Commands not yet applied or refused, oldest first."""
         rows = self._read("SELECT * FROM commands WHERE outcome IS NULL ORDER BY id", ())
+        return [_command_record(row) for row in rows]
+
+    def answered_commands(self, limit: int) -> list[CommandRecord]:
+        """The latest `limit` commands applied or refused, newest first."""
+        rows = self._read(
+            "SELECT * FROM commands WHERE outcome IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
+        )
         return [_command_record(row) for row in rows]
 
     def finish_command(self, command_id: int, *, outcome: str, error: str | None = None) -> None:

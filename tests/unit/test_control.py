@@ -214,6 +214,19 @@ def test_stop_and_delete_of_a_run_mid_chunk_wait_for_its_boundary(experiment: Ex
     assert outcome(experiment, clone) == ("applied", None)
 
 
+def test_a_runs_commands_apply_in_the_order_given_behind_one_that_waits_for_its_chunk(
+    experiment: Experiment,
+) -> None:
+    experiment.add_run(1, "running", chunks=1)
+    stop, resume = experiment.command("stop", 1), experiment.command("resume", 1)
+    clone = experiment.command("clone", 1)
+    assert experiment.apply(busy=(1,)) == ["run 2: cloned from run 1"]  # a clone changes no state
+    assert experiment.store.command(stop).pending and experiment.store.command(resume).pending
+    experiment.store.set_state(1, "ready", cause="scheduler")
+    assert experiment.apply() == ["run 1: stopped after chunk 1", "run 1: resumed"]
+    assert [outcome(experiment, command) for command in (stop, resume, clone)] == [("applied", None)] * 3
+
+
 @pytest.mark.parametrize(
     ("state", "verb", "args", "reason"),
     [
