@@ -82,7 +82,8 @@ def test_export_best_is_a_plain_peft_adapter_and_merge_a_full_model(
     _, experiments = sweep
     best, merged = tmp_path / "best", tmp_path / "merged"
     result = rf("export", "--best", "-e", "results", "--dir", experiments, "--out", best, expect=0)
-    assert "best run by eval_loss: 1" in result.stdout and "AutoPeftModelForCausalLM" in result.stdout
+    assert "best run by eval_loss (lowest first: a loss): 1" in result.stdout
+    assert "AutoPeftModelForCausalLM" in result.stdout
     adapter_config = json.loads((best / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == str(Path(resolve_model_path("rf-tiny")).resolve())
     assert (best / "tokenizer.json").is_file()
