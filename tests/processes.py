@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -23,3 +24,9 @@ def run_until_killed(code: str, *args: str | Path) -> None:
         check=False,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def python_path_with(folder: Path) -> str:
+    """PYTHONPATH with `folder` first, keeping what it held: run from a worktree, it names the rf
+    under test, which the shared virtualenv's editable install does not."""
+    return os.pathsep.join(part for part in (str(folder), os.environ.get("PYTHONPATH", "")) if part)

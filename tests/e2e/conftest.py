@@ -53,12 +53,6 @@ def sweep_config(experiments_dir: Path, name: str) -> dict[str, Any]:
     }
 
 
-def python_path_with(folder: Path) -> str:
-    """PYTHONPATH with `folder` first, keeping what it held: run from a worktree, it names the rf
-    under test, which the shared virtualenv's editable install does not."""
-    return os.pathsep.join(part for part in (str(folder), os.environ.get("PYTHONPATH", "")) if part)
-
-
 def write_yaml(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rfcli.store.database import ExperimentStore
-from tests.e2e.conftest import python_path_with
+from tests.processes import python_path_with
 
 pytestmark = pytest.mark.e2e
 

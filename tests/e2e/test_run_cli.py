@@ -18,7 +18,8 @@ import pytest
 
 from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
-from tests.e2e.conftest import REPO_ROOT, RF, python_path_with, run_rf
+from tests.e2e.conftest import REPO_ROOT, RF, run_rf
+from tests.processes import python_path_with
 
 pytestmark = pytest.mark.e2e
 

@@ -3,6 +3,7 @@ their events and commands in one transaction, never lost or repeated across a `k
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sqlite3
@@ -14,8 +15,8 @@ import pytest
 from rfcli.config.policy import POLICY_META
 from rfcli.engine.control import CommandApplier
 from rfcli.engine.judging import Judge
-from rfcli.policy.decisions import Decision
-from rfcli.store.database import CHUNK_KEY, ExperimentStore
+from rfcli.policy.decisions import Decision, RunHistory
+from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout
 from tests.processes import run_until_killed
 
@@ -50,6 +51,17 @@ def make_store(
 
 def judge(store: ExperimentStore) -> Judge:
     return Judge(store, NoTracker())  # type: ignore[arg-type]
+
+
+class ForgetfulJudge(Judge):
+    """Shows its policy no rung as judged, so it decides every rung again."""
+
+    def histories(self, runs: list[RunRecord]) -> list[RunHistory]:
+        return [dataclasses.replace(history, judged=frozenset()) for history in super().histories(runs)]
+
+
+def forgetful_judge(store: ExperimentStore) -> Judge:
+    return ForgetfulJudge(store, NoTracker())  # type: ignore[arg-type]
 
 
 def test_chunk_values_tell_nan_from_not_recorded(tmp_path: Path) -> None:
@@ -153,9 +165,10 @@ def test_kill_9_while_deciding_neither_loses_nor_repeats_a_decision(tmp_path: Pa
             assert not [e for e in store.events(limit=50) if e.kind == "decision"]
         else:
             assert decided == [(1, "continue"), (2, "stop")] and len(store.pending_commands()) == 1
-        # The next `rf run`: decides what is missing, applies what waits, each exactly once.
+        # The next `rf run`: decides what is missing, applies what waits, each exactly once, even
+        # when its policy asks again for a rung it judged: the store's guard keeps the first.
         judge(store).after_chunk()
-        judge(store).after_chunk()
+        forgetful_judge(store).after_chunk()
         CommandApplier(store, ExperimentLayout(tmp_path), lambda run, verb, cause: None).apply_pending(
             busy=()
         )
