@@ -1,4 +1,4 @@
-"""`rf status`: the runs table, recent events, --json, clear errors, and a fast, torch-free import."""
+"""`rf status`: the runs table, recent events, --json, clear errors, and a torch-free import."""
 
 from __future__ import annotations
 
@@ -143,15 +143,12 @@ def test_format_time_shows_the_date_only_for_other_days() -> None:
     assert len(format_time(time.time() - 3 * 86400)) == len("11-24 14:03:27")
 
 
-def test_import_is_fast_and_loads_no_training_library() -> None:
+def test_the_import_loads_no_training_library() -> None:
+    """What keeps `rf status` fast; how fast it answers is measured by benchmarks/cli_startup.py."""
     code = (
-        "import sys, time; start = time.perf_counter(); import rfcli.cli.status; "
-        "elapsed = time.perf_counter() - start; "
-        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow') "
-        "if m in sys.modules]; "
-        "print(elapsed, heavy)"
+        "import sys; import rfcli.cli.status; "
+        "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow', 'omegaconf') "
+        "if m in sys.modules])"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    elapsed, heavy = output.split(" ", 1)
-    assert heavy.strip() == "[]"
-    assert float(elapsed) < 1.0  # about 0.1 s here: typer and rich are most of it
+    assert output.strip() == "[]"
