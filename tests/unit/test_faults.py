@@ -121,3 +121,22 @@ def test_each_write_on_a_real_full_disk_is_the_machine_s_fault(
     with pytest.raises(Exception) as failed:  # noqa: PT011 - each library raises its own kind
         write(full_disk)
     assert machine_fault(failed.value, full_disk) is not None, repr(failed.value)
+
+
+def test_any_command_meeting_a_full_disk_prints_one_line_and_exits_75(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rfcli.cli.app import main
+    from rfcli.store.database import ExperimentStore
+    from rfcli.store.experiments import STATE_DB, experiment_folder
+
+    ExperimentStore(experiment_folder(tmp_path, "sweep") / STATE_DB).close()
+
+    def full(self: ExperimentStore, path: Path) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(ExperimentStore, "__init__", full)
+    with pytest.raises(SystemExit) as exited:
+        main(["ctl", "stop", "1", "-e", "sweep", "--dir", str(tmp_path)])
+    assert exited.value.code == 75
+    assert capsys.readouterr().err == "error: no space left on device\n"
