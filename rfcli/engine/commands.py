@@ -36,7 +36,8 @@ def final_refusal(verb: str, run: RunRecord, warm: bool = False) -> str | None:
     if run.state == RunState.DELETED and (verb != "clone" or warm):
         what = "a warm clone needs its weights" if verb == "clone" else "it can no longer be steered"
         return f"run {run.id} is deleted; {what}"
-    if RunState.STOPPED not in MOVES[run.state] and verb in ("stop", "resume") and run.state != "stopped":
+    ended = run.state != RunState.STOPPED and RunState.STOPPED not in MOVES[run.state]  # completed, failed
+    if verb in ("stop", "resume") and ended:
         return f"run {run.id} is {run.state}"
     if verb == "retry" and run.state != RunState.FAILED:
         return f"run {run.id} is {run.state}; only a failed run is retried"
