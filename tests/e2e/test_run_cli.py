@@ -19,6 +19,7 @@ import pytest
 from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
 from tests.e2e.conftest import REPO_ROOT, RF, run_rf
+from tests.pinned import check_pinned
 from tests.processes import python_path_with
 
 pytestmark = pytest.mark.e2e
@@ -185,6 +186,13 @@ def test_sweep_is_mirrored_in_mlflow(trained_sweep: Sweep) -> None:
             assert len(logged_steps) == len(set(logged_steps)), f"{key} logged twice at a step"
         history = dict(tracker.metric_history(mlflow_run.info.run_id, "loss"))
         assert_same_series({run.id: losses[run.id]}, {run.id: history}, "MLflow loss")
+
+
+def test_sft_losses_equal_the_pinned_ones(trained_sweep: Sweep) -> None:
+    """One run's absolute losses, as the libraries and rf compute them today (see tests/pinned.py)."""
+    _, folder = trained_sweep
+    for key in ("loss", "eval_loss", "learning_rate"):
+        check_pinned(f"sft lr=0.001 r=4 {key}", series_by_settings(folder, key)[(1.0e-3, 4)])
 
 
 def test_status_shows_every_run_completed(trained_sweep: Sweep, rf: RunRf) -> None:
