@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rfcli.cli import compare, ctl, export, ls, plan, report, run, status, ui
+from rfcli.engine.faults import PAUSED_EXIT, machine_fault
 from rfcli.errors import UserError
 
 app = typer.Typer(
@@ -35,7 +36,8 @@ def rf() -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point: a user error prints one clear line per problem and exits 2, never a traceback."""
+    """Entry point: a user error prints one clear line per problem and exits 2, never a traceback;
+    so does a failure of the machine (a full disk), with exit status 75: try again once it is fixed."""
     try:
         app(args=args, prog_name="rf")
     except UserError as error:
@@ -43,3 +45,9 @@ def main(args: list[str] | None = None) -> None:
         for line in error.lines():
             console.print(f"[bold red]error:[/] {escape(line)}")
         sys.exit(2)
+    except Exception as error:
+        fault = machine_fault(error)
+        if fault is None:
+            raise
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(fault)}")
+        sys.exit(PAUSED_EXIT)

@@ -17,7 +17,7 @@ import typer
 
 from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.cli.plan import OverridesArgument
-from rfcli.engine.commands import CommandRefused, submit
+from rfcli.engine.commands import CommandRefused, submit, waiting_for
 from rfcli.store.database import CommandRecord, ExperimentStore
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.store.layout import ExperimentLayout
@@ -110,14 +110,13 @@ def send(
         except CommandRefused as refusal:
             refuse(verb, run_id, str(refusal))
         command = outcome(store, layout, command_id, wait)
+        waiting = waiting_for(store.run(run_id), command_id, store.pending_commands())
     if command.outcome == "applied":
         typer.echo(f"{verb} run {run_id}: applied")
     elif command.outcome == "refused":
         refuse(verb, run_id, command.error or "")
     else:
-        typer.echo(
-            f"{verb} run {run_id}: queued; `rf run` applies it when run {run_id}'s chunk in flight ends"
-        )
+        typer.echo(f"{verb} run {run_id}: queued; {waiting}")
 
 
 def outcome(store: ExperimentStore, layout: ExperimentLayout, command_id: int, wait: float) -> CommandRecord:

@@ -44,7 +44,7 @@ def report_command(
     loss_figure(results).savefig(out / PICTURE, dpi=110)
     (out / SUMMARY).write_text(summary_markdown(results, PICTURE), encoding="utf-8")
     typer.echo(f"wrote {out / PICTURE} and {out / SUMMARY} ({len(results.runs)} runs)")
-    ranked = results.ranked(BEST_BY)
+    ranked = results.ranked(BEST_BY, "min")
     if ranked:
         best = ranked[0]
         typer.echo(

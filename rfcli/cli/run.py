@@ -106,14 +106,15 @@ def run_command(
 
 def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
     """Open the experiment (this process holds its lock) and train on `pool` until no run can go on."""
-    from rfcli.engine.control import mirror_deferred
     from rfcli.engine.controller import Controller
     from rfcli.engine.experiment import open_experiment
+    from rfcli.engine.faults import PAUSED_EXIT, describe_pause
+    from rfcli.engine.mlflow_mirror import MlflowMirror
     from rfcli.ui.live import LiveView
     from rfcli.ui.tables import experiment_view
 
     experiment = open_experiment(run_plan)
-    mirror_deferred(experiment.store, experiment.tracker)
+    MlflowMirror(experiment.store, experiment.tracker).mirror_deferred()
     console.print(f"experiment [bold]{escape(run_plan.name)}[/] in {escape(str(experiment.folder))}")
     if not experiment.has_work():
         pool.shutdown(timeout=0)
@@ -136,6 +137,9 @@ def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
             view.announce("interrupted: runs in flight resume from their last chunk on the next `rf run`")
         finally:
             controller.shutdown()
+    if controller.paused is not None:
+        console.print(f"[yellow]{escape(describe_pause(controller.paused))}[/]")
+        raise typer.Exit(PAUSED_EXIT)
     failed = [run.id for run in experiment.store.runs() if run.state == "failed"]
     if failed:
         console.print(f"[red]failed runs: {', '.join(map(str, failed))}[/] (see `rf status`)")

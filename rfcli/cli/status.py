@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.config.schema import PolicyConfig
-from rfcli.store.database import EventRecord, ExperimentStore, RecordedDecision, RunRecord
+from rfcli.engine.commands import waiting_for
+from rfcli.store.database import CommandRecord, EventRecord, ExperimentStore, RecordedDecision, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.store.layout import ExperimentLayout
 from rfcli.ui.decisions import decisions_view
-from rfcli.ui.tables import RECENT_EVENTS, notable_events, output_console, status_view
+from rfcli.ui.tables import RECENT_EVENTS, format_time, notable_events, output_console, status_view
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print runs and recent events as JSON.")]
 
@@ -39,14 +41,36 @@ def status_command(
         events = notable_events(store, RECENT_EVENTS)
         policy = policy_from_json(store.get_meta(POLICY_META))
         decisions = store.decisions()
+        waiting = store.pending_commands()
+        answered = store.answered_commands(RECENT_EVENTS)
     if as_json:
         document = status_json(folder, runs, latest, events)
         document["policy"] = policy_json(policy, decisions)
+        document["commands"] = {
+            "waiting": [asdict(command) for command in waiting],
+            "answered": [asdict(command) for command in answered],
+        }
         typer.echo(json.dumps(document, indent=2))
         return
     output_console().print(status_view(folder, runs, latest, events))
+    if waiting:
+        output_console().print(waiting_view(runs, waiting))
     if policy.name != "none" or decisions:
         output_console().print(decisions_view(policy, decisions))
+
+
+def waiting_view(runs: list[RunRecord], waiting: list[CommandRecord]) -> Text:
+    """Each command given and not yet applied, with what it waits for (a refused one is an event)."""
+    by_id = {run.id: run for run in runs}
+    lines = [Text("waiting commands", style="bold")]
+    for command in waiting:
+        run = by_id.get(command.run_id)
+        reason = waiting_for(run, command.id, waiting) if run is not None else "`rf run` refuses it"
+        line = Text(f"  {format_time(command.created_at)}  {command.verb} run {command.run_id}")
+        line.append(f"  by {command.cause}", style="dim")
+        line.append(f": {reason}")
+        lines.append(line)
+    return Text("\n").join(lines)
 
 
 def status_json(

@@ -4,8 +4,9 @@
 experiment's lock applies them here. The controller of `rf run` does so between chunks: a command
 for a run that is training waits until that run's chunk is recorded, any other takes effect at the
 controller's next turn (a fraction of a second). With no `rf run` attached, `rf ctl` takes the lock
-and applies them at once; what the controller would also do outside the store (tag and end the
-MLflow run) is left for the next `rf run`, which reads it back from the store when it attaches.
+and applies them at once. What a command changes in MLflow follows from the store: applying it also
+defers it to a controller in the same transaction, and the controller (this one, or the next `rf run`)
+mirrors it and settles it (`engine/mlflow_mirror.py`), so a kill in between loses nothing of it.
 Each applied command changes state through the store, which records the event and its cause; a
 refused command says why.
 """
@@ -15,16 +16,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rfcli.config.plan import config_fingerprint
-from rfcli.engine.commands import VERBS, CommandRefused, final_refusal
+from rfcli.engine.commands import VERBS, CommandRefused, final_refusal, state_refusal
+from rfcli.store.checksums import DamagedCheckpoint, copy_checkpoint
 from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, adapter_name
 from rfcli.store.states import IllegalMove
-
-if TYPE_CHECKING:
-    from rfcli.tracking.mlflow_tracker import MlflowTracker
 
 
 class CommandApplier:
@@ -37,9 +36,8 @@ class CommandApplier:
         self.store = store
         self.layout = layout
         self.on_change = on_change
-        """Called with (run, verb, cause) after a command changed a run, for what lives outside
-        the store: a worker's parked state, the MLflow run. None without a controller: the store
-        keeps the command, and the next `rf run` mirrors it to MLflow (`mirror_deferred`)."""
+        """Called with (run, verb, cause) after a command changed a run, for what the controller
+        holds of it (a worker's parked state); None without a controller."""
 
     def apply_pending(self, busy: Collection[int]) -> list[str]:
         """Apply every pending command whose run is not mid-chunk; one line per outcome.
@@ -50,15 +48,17 @@ class CommandApplier:
         replaced next time), a deleted run's checkpoints are removed after.
         """
         lines = []
+        waiting: set[int] = set()
         for command in self.store.pending_commands():
-            if command.run_id in busy and command.verb in ("stop", "delete"):
-                continue  # takes effect at that run's chunk boundary
+            behind = command.run_id in waiting and command.verb != "clone"  # a run's states change in order
+            if behind or (command.run_id in busy and self.waits_for_chunk(command)):
+                waiting.add(command.run_id)
+                continue
             try:
                 with self.store.transaction():
                     line = self.apply(command)
                     self.store.finish_command(command.id, outcome="applied")
-                    if self.on_change is None:
-                        self.store.defer_to_controller(command.id)
+                    self.store.defer_to_controller(command.id)  # MLflow learns of it from the store
             except (CommandRefused, IllegalMove) as refusal:
                 with self.store.transaction():
                     self.store.finish_command(command.id, outcome="refused", error=str(refusal))
@@ -77,6 +77,14 @@ class CommandApplier:
                 lines.append(line)
         return lines
 
+    def waits_for_chunk(self, command: CommandRecord) -> bool:
+        """A stop or delete takes effect at the run's chunk boundary, and a warm clone of a run with
+        no finished chunk yet waits for the one in flight to give it weights."""
+        if command.verb in ("stop", "delete"):
+            return True
+        warm_without_weights = command.verb == "clone" and bool(command.args.get("warm"))
+        return warm_without_weights and self.store.run(command.run_id).checkpoint is None
+
     def apply(self, command: CommandRecord) -> str:
         try:
             run = self.store.run(command.run_id)
@@ -84,16 +92,13 @@ class CommandApplier:
             raise CommandRefused(str(missing).strip("'\"")) from None
         cause = command.cause
         refusal = final_refusal(command.verb, run, bool(command.args.get("warm")))
+        refusal = refusal or state_refusal(command.verb, run.id, run.state)
         if refusal is not None:
             raise CommandRefused(refusal)
         if command.verb == "stop":
-            if run.state == "stopped":
-                raise CommandRefused(f"run {run.id} is already stopped")
             self.store.set_state(run.id, "stopped", cause=cause, detail=f"after chunk {run.chunks_done}")
             return f"run {run.id}: stopped after chunk {run.chunks_done}"
         if command.verb == "resume":
-            if run.state != "stopped":
-                raise CommandRefused(f"run {run.id} is {run.state}; only a stopped run resumes")
             self.store.set_state(run.id, "ready", cause=cause, detail="resumed")
             return f"run {run.id}: resumed"
         if command.verb == "delete":
@@ -155,12 +160,13 @@ class CommandApplier:
         """A failed run trains again from its last recorded chunk, with the (already validated)
         config the retry gives it. Unchanged, it resumes exactly (optimizer and schedule included);
         changed, it starts a fresh optimizer and its own schedule from that step, as a warm clone
-        does, since a resumed optimizer would bring back the old learning rate."""
+        does, since a resumed optimizer would bring back the old learning rate. The store says so
+        (`fresh_optimizer_step`): the checkpoint it records is never changed, since a transaction
+        cannot take a file change back."""
         config: dict[str, Any] = args["config"]
         if config != run.config:
-            self.store.set_config(run.id, config)
-            if run.checkpoint is not None:
-                fresh_optimizer(Path(run.checkpoint))
+            self.store.set_config(run.id, config, fresh_optimizer_step=run.global_step)
+        self.store.forget_steps_after(run.id, run.global_step)
         overrides = " ".join(args.get("overrides", []))
         where = f"chunk {run.chunks_done} (step {run.global_step})"
         detail = f"retry from {where}" + (f" with {overrides}" if overrides else "")
@@ -171,38 +177,14 @@ class CommandApplier:
 OPTIMIZER_FILES = ("optimizer.pt", "scheduler.pt")
 
 
-def fresh_optimizer(checkpoint: Path) -> None:
-    """Drop the optimizer and scheduler state from a checkpoint: training resumes from its weights,
-    step and RNG with the optimizer and learning-rate schedule the config gives."""
-    for name in OPTIMIZER_FILES:
-        (checkpoint / name).unlink(missing_ok=True)
-
-
 def warm_start_checkpoint(source: Path, parent_id: int, layout: ExperimentLayout, run_id: int) -> Path:
     """A copy of the parent's checkpoint for the clone: its weights (the adapter renamed to the
     clone's), its step and RNG, but no optimizer or scheduler state, so the clone's own learning
-    rate and schedule apply from that step on."""
+    rate and schedule apply from that step on. A copy left by a clone whose store change did not
+    commit is replaced; a damaged checkpoint refuses the clone, naming the file."""
     target = layout.checkpoints(run_id) / source.name
-    shutil.rmtree(target, ignore_errors=True)  # left by a clone whose store change did not commit
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*OPTIMIZER_FILES))
-    parent_adapter = target / adapter_name(parent_id)
-    if parent_adapter.is_dir():
-        parent_adapter.rename(target / adapter_name(run_id))
+    try:
+        copy_checkpoint(source, target, OPTIMIZER_FILES, (adapter_name(parent_id), adapter_name(run_id)))
+    except DamagedCheckpoint as damaged:
+        raise CommandRefused(f"run {parent_id}'s checkpoint: {damaged}") from None
     return target
-
-
-def mirror_command(tracker: MlflowTracker, run: RunRecord, verb: str, cause: str) -> None:
-    """What MLflow shows of an applied command: the run's state and who asked; a deleted run ends."""
-    if run.mlflow_run_id is None or verb == "clone":
-        return
-    tracker.set_tags(run.mlflow_run_id, {"rf.state": run.state, f"rf.{verb}_cause": cause})
-    if verb == "delete":
-        tracker.end_run(run.mlflow_run_id, "KILLED")
-
-
-def mirror_deferred(store: ExperimentStore, tracker: MlflowTracker) -> None:
-    """Commands `rf ctl` applied while no `rf run` was attached reach MLflow once, when one attaches."""
-    deferred = store.deferred_commands()
-    for command in deferred:
-        mirror_command(tracker, store.run(command.run_id), command.verb, command.cause)
-    store.settle_deferred([command.id for command in deferred])

@@ -7,34 +7,33 @@ says so, and MLflow mirrors the store's metrics from the last step it already ho
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rfcli.config.plan import flatten, to_typed_config
-from rfcli.engine.control import CommandApplier, mirror_command
+from rfcli.engine.control import CommandApplier
+from rfcli.engine.faults import machine_fault
 from rfcli.engine.judging import Judge
 from rfcli.engine.messages import (
     ChunkDone,
     ChunkFailed,
     ChunkProgress,
     ChunkTrained,
+    MetricRow,
     ReleaseRun,
     TrainChunk,
     WorkerNotice,
     WorkerReply,
 )
+from rfcli.engine.mlflow_mirror import MlflowMirror
 from rfcli.engine.pool import Pool
 from rfcli.engine.progress import LiveProgress
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
-from rfcli.store.states import SCHEDULABLE
+from rfcli.store.states import SCHEDULABLE, RunState
 from rfcli.tracking.mlflow_tracker import MlflowTracker
-
-MLFLOW_END_STATUS = {"completed": "FINISHED", "failed": "FAILED", "deleted": "KILLED"}
 
 
 @dataclass
@@ -66,8 +65,12 @@ class Controller:
         self.placement = Placement()
         self.layout = ExperimentLayout(pool.experiment)
         self.commands = CommandApplier(store, self.layout, self.after_command)
+        self.mlflow = MlflowMirror(store, tracker)
         self.leaving = False
         """Set when the person leaves the view: chunks in flight finish, nothing new starts."""
+        self.paused: str | None = None
+        """What the machine lacks (a full disk), once it failed a chunk: as when leaving, chunks in
+        flight finish and nothing new starts; the next `rf run` continues."""
         self.unsynced: set[int] = set()
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
         self.judge = Judge(store, tracker)
@@ -78,32 +81,47 @@ class Controller:
         """Runs whose worker died under them: the chunk count they had recorded then."""
 
     def run(self, refresh: Callable[[], None]) -> None:
-        """Train until no run can make progress; `refresh` redraws the view between replies."""
-        self.store.add_event(None, "started", cause="rf run", detail=self.pool.describe())
-        self.recover()
-        self.decide()  # a decision a killed rf run did not get to record
-        self.steer_and_dispatch()  # commands that came while rf run was away may give it work
-        while self.busy_or_schedulable():
-            self.steer_and_dispatch()
-            replies = self.pool.replies(timeout=0.25)
-            for reply in replies:
-                self.handle(reply)
-            if replies:
-                self.steer_and_dispatch()  # a worker is free: give it work before the bookkeeping
-            self.flush_mlflow()
-            self.check_workers()
-            refresh()
+        """Train until no run can make progress; `refresh` redraws the view between replies. A failure
+        of the machine under the store or MLflow (a full disk) pauses: `paused` says what it lacks."""
+        try:
+            self.store.add_event(None, "started", cause="rf run", detail=self.pool.describe())
+            self.recover()
+            self.decide()  # a decision a killed rf run did not get to record
+            self.steer_and_dispatch()  # commands that came while rf run was away may give it work
+            while self.busy_or_schedulable():
+                self.steer_and_dispatch()
+                replies = self.pool.replies(timeout=0.25)
+                for reply in replies:
+                    self.handle(reply)
+                if replies:
+                    self.steer_and_dispatch()  # a worker is free: give it work before the bookkeeping
+                self.flush_mlflow()
+                self.check_workers()
+                refresh()
+        except Exception as error:
+            self.paused = machine_fault(error, self.layout.folder)
+            if self.paused is None:
+                raise
 
     def steer_and_dispatch(self) -> None:
         for line in self.commands.apply_pending(busy=self.placement.in_flight()):
             self.announce(line)
-        if not self.leaving:
+        self.mlflow.mirror_deferred()
+        if not self.stopping:
             self.dispatch()
 
+    @property
+    def stopping(self) -> bool:
+        """Nothing new starts: the person left the view, or the machine paused the experiment."""
+        return self.leaving or self.paused is not None
+
     def busy_or_schedulable(self) -> bool:
-        if self.leaving:
+        """A chunk in flight, or a run the scheduler would give a worker: the same test as its own,
+        so a run it skips never keeps the loop turning."""
+        if self.stopping:
             return bool(self.placement.in_flight())
-        return bool(self.placement.in_flight()) or any(run.state in SCHEDULABLE for run in self.store.runs())
+        waiting = any(run.schedulable and not run.finished for run in self.run_progress(self.store.runs()))
+        return bool(self.placement.in_flight()) or waiting
 
     def after_command(self, run: RunRecord, verb: str, cause: str) -> None:
         if verb in ("stop", "delete"):
@@ -113,24 +131,30 @@ class Controller:
             parked = self.placement.parked.pop(run.id, None)
             if parked is not None:
                 self.pool.send(parked[0], ReleaseRun(run.id))
-        mirror_command(self.tracker, run, verb, cause)
 
     def recover(self) -> None:
-        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk; a deleted
-        run's checkpoints, left by a kill between the delete and their removal, go."""
-        for run in self.store.runs():
+        """Runs left 'running' by a killed `rf run` go back to their last recorded chunk, and a run
+        whose last chunk is recorded completes (an older rf recorded the chunk and the state apart, and a
+        kill between them left it ready); a deleted run's checkpoints, left by a kill between the delete
+        and their removal, go."""
+        self.mlflow.remove_orphans()
+        for run, progress in zip(self.store.runs(), self.run_progress(self.store.runs()), strict=True):
             if run.state == "deleted":
                 shutil.rmtree(self.layout.run_folder(run.id), ignore_errors=True)
-            if run.state == "running":
+            if run.state in (RunState.RUNNING, RunState.READY) and progress.finished:
+                detail = f"its last chunk ({run.chunks_done}) was recorded before rf run stopped"
+                self.store.set_state(run.id, "completed", cause="recovery", detail=detail)
+                self.unsynced.add(run.id)  # its MLflow run ends too
+                self.announce(f"run {run.id}: completed ({detail})")
+            elif run.state == "running":
                 self.store.set_state(run.id, "ready", cause="recovery", detail="rf run restarted")
                 self.announce(f"run {run.id}: resumes from chunk {run.chunks_done} (step {run.global_step})")
             if run.mlflow_run_id is not None:
-                self.resync_mlflow(run)
+                self.mlflow.resync(run)
 
-    def dispatch(self) -> None:
-        runs = self.store.runs()
-        free = [w.worker_id for w in self.pool.workers if w.worker_id not in self.placement.busy.values()]
-        progress = [
+    def run_progress(self, runs: list[RunRecord]) -> list[RunProgress]:
+        """What the scheduler knows of each run."""
+        return [
             RunProgress(
                 run_id=run.id,
                 chunks_done=run.chunks_done,
@@ -140,8 +164,12 @@ class Controller:
             )
             for run in runs
         ]
+
+    def dispatch(self) -> None:
+        runs = self.store.runs()
+        free = [w.worker_id for w in self.pool.workers if w.worker_id not in self.placement.busy.values()]
         by_id = {run.id: run for run in runs}
-        for assignment in next_assignments(progress, free, set(self.placement.in_flight())):
+        for assignment in next_assignments(self.run_progress(runs), free, set(self.placement.in_flight())):
             self.start_chunk(by_id[assignment.run_id], assignment.worker)
 
     def start_chunk(self, run: RunRecord, worker: int) -> None:
@@ -152,7 +180,8 @@ class Controller:
             self.unsynced.add(run.id)  # its MLflow run is made on the next flush, not on the way to a worker
         self.store.set_state(run.id, "running", cause="scheduler", detail=f"worker {worker}", worker=worker)
         self.placement.busy[run.id] = worker
-        self.pool.send(worker, TrainChunk(run.id, run.config, run.checkpoint, run.global_step))
+        order = TrainChunk(run.id, run.config, run.checkpoint, run.global_step, run.fresh_optimizer_step)
+        self.pool.send(worker, order)
 
     def handle(self, reply: WorkerReply) -> None:
         if isinstance(reply, ChunkProgress):
@@ -173,10 +202,11 @@ class Controller:
         self.progress.chunk_ended(reply.run_id)
         self.placement.busy.pop(reply.run_id, None)
         self.placement.saving.pop(reply.run_id, None)
+        if isinstance(reply, ChunkFailed) and reply.fault is not None:
+            self.pause(reply.run_id, reply.fault, reply.error)
+            return
         if isinstance(reply, ChunkFailed):
-            self.store.add_metrics(reply.run_id, reply.metrics)
-            self.unsynced.add(reply.run_id)
-            self.fail(reply.run_id, reply.error)
+            self.fail(reply.run_id, reply.error, reply.metrics)
             return
         self.record(reply)
 
@@ -207,17 +237,20 @@ class Controller:
                 (done.global_step, "rf/park_seconds", done.park_seconds),
                 (done.global_step, "rf/unpark_seconds", done.unpark_seconds),
             ]
-        if before.total_chunks is None:
-            self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
-        self.store.record_chunk(
-            done.run_id,
-            chunks_done=done.chunk_index,
-            global_step=done.global_step,
-            checkpoint=done.checkpoint,
-            metrics=done.metrics + timing,
-        )
-        state = "completed" if done.finished else "ready"
-        self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
+        # One transaction: a kill between the chunk's record and the run's new state would leave a
+        # run with every chunk done that is not completed.
+        with self.store.transaction():
+            if before.total_chunks is None:
+                self.store.set_plan_totals(done.run_id, done.total_chunks, done.max_steps)
+            self.store.record_chunk(
+                done.run_id,
+                chunks_done=done.chunk_index,
+                global_step=done.global_step,
+                checkpoint=done.checkpoint,
+                metrics=done.metrics + timing,
+            )
+            state = "completed" if done.finished else "ready"
+            self.store.set_state(done.run_id, state, cause="scheduler", detail=f"chunk {done.chunk_index}")
         self.remove_stale_checkpoints(done.run_id, Path(done.checkpoint))
         if done.finished:
             self.pool.send(done.worker, ReleaseRun(done.run_id))
@@ -239,15 +272,28 @@ class Controller:
         for stale in stale_checkpoints(folder.iterdir() if folder.is_dir() else [], recorded):
             shutil.rmtree(stale, ignore_errors=True)
 
-    def fail(self, run_id: int, error: str) -> None:
+    def fail(self, run_id: int, error: str, metrics: list[MetricRow] | None = None) -> None:
+        """The run failed: the steps it took before it did (`metrics`) and its state, in one transaction."""
         self.placement.parked.pop(run_id, None)
         self.progress.chunk_ended(run_id)
-        self.store.set_state(run_id, "failed", cause="error", error=error)
-        run = self.store.run(run_id)
-        if run.mlflow_run_id is not None:
-            self.tracker.set_tags(run.mlflow_run_id, {"rf.error": error})
-            self.end_mlflow_run(run)
+        with self.store.transaction():
+            if metrics:
+                self.store.add_metrics(run_id, metrics)
+            self.store.set_state(run_id, "failed", cause="error", error=error)
+        self.unsynced.add(run_id)
+        self.mlflow.fail(self.store.run(run_id), error)
         self.announce(f"run {run_id}: failed: {error}")
+
+    def pause(self, run_id: int, fault: str, error: str) -> None:
+        """The machine failed the run's chunk (a full disk): the run goes back to its last recorded
+        chunk, not failed, and the experiment pauses once the chunks in flight end."""
+        self.placement.parked.pop(run_id, None)
+        self.progress.chunk_ended(run_id)
+        self.store.set_state(run_id, "ready", cause="machine", detail=error)
+        if self.paused is None:
+            self.paused = fault
+            self.store.add_event(None, "paused", cause="machine", detail=fault)
+        self.announce(f"run {run_id}: {fault}; it trains this chunk again when rf run continues")
 
     def check_workers(self) -> None:
         """A worker that died (killed, out of memory, its node lost) is replaced, and the run it was
@@ -273,59 +319,27 @@ class Controller:
         self.store.set_state(run_id, "ready", cause="recovery", detail=what)
         self.announce(f"run {run_id}: {what}; it trains chunk {run.chunks_done + 1} again")
 
-    # MLflow mirrors the store.
-
-    def start_mlflow_run(self, run: RunRecord) -> None:
-        tags = {"rf.run_id": str(run.id), "rf.fingerprint": run.fingerprint}
-        if run.parent_id is not None:
-            tags.update({"rf.parent": str(run.parent_id), "rf.warm_start": str(run.warm_start).lower()})
-        params = flatten(dataclasses.asdict(to_typed_config(run.config)))  # with the defaults it ran with
-        mlflow_run_id = self.tracker.start_run(run.name, params, tags)
-        self.store.set_mlflow_run(run.id, mlflow_run_id)
-
     def flush_mlflow(self) -> None:
         """Send recorded metrics to MLflow, and end the MLflow runs of runs that finished."""
         while self.unsynced:
-            run = self.store.run(self.unsynced.pop())
-            new = run.mlflow_run_id is None
-            if new and run.state == "deleted":
-                continue
-            if new:
-                self.start_mlflow_run(run)
-                run = self.store.run(run.id)
-            self.sync_mlflow(run)
-            if run.state == "completed" or (new and run.state in MLFLOW_END_STATUS):
-                self.end_mlflow_run(run)
-
-    def sync_mlflow(self, run: RunRecord) -> None:
-        rows = self.store.metrics(run.id, after_step=run.mlflow_synced_step)
-        if run.mlflow_run_id is None or not rows:
-            return
-        self.tracker.log_metrics(run.mlflow_run_id, rows)
-        self.store.mark_mlflow_synced(run.id, max(step for step, _, _ in rows))
-
-    def resync_mlflow(self, run: RunRecord) -> None:
-        """After a crash, trust what MLflow holds over what the store believed was sent."""
-        assert run.mlflow_run_id is not None
-        logged = self.tracker.metric_history(run.mlflow_run_id, "loss")
-        if logged:
-            self.store.mark_mlflow_synced(run.id, max(step for step, _ in logged))
-        self.sync_mlflow(self.store.run(run.id))
-
-    def end_mlflow_run(self, run: RunRecord) -> None:
-        if run.mlflow_run_id is not None and run.state in MLFLOW_END_STATUS:
-            self.tracker.end_run(run.mlflow_run_id, MLFLOW_END_STATUS[run.state])
+            self.mlflow.flush(self.unsynced.pop())
 
     def shutdown(self) -> None:
         """On Ctrl-C: chunks in flight are lost and their workers stopped at once; their runs resume
-        from the last recorded chunk."""
-        self.flush_mlflow()
+        from the last recorded chunk. On a full disk, what cannot be written now the next `rf run`
+        recovers (it puts runs left running back to their last recorded chunk, and resyncs MLflow)."""
         abandoned = self.placement.in_flight()
-        for run_id in abandoned:
-            self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
-        self.placement.busy.clear()
-        self.placement.saving.clear()
-        self.pool.shutdown(timeout=0 if abandoned else 10.0)
+        try:
+            self.flush_mlflow()
+            for run_id in abandoned:
+                self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
+        except Exception as error:
+            if machine_fault(error) is None:
+                raise
+        finally:
+            self.placement.busy.clear()
+            self.placement.saving.clear()
+            self.pool.shutdown(timeout=0 if abandoned else 10.0)
 
 
 def chunk_line(run: RunRecord, metrics: dict[str, float], done: ChunkDone) -> str:

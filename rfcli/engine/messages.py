@@ -17,6 +17,9 @@ class TrainChunk:
     config: dict[str, Any]
     checkpoint: str | None
     global_step: int
+    fresh_optimizer_step: int | None = None
+    """A checkpoint saved at this step or before resumes with a fresh optimizer (a retry changed the
+    run's config there)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class ChunkFailed:
     error: str
     metrics: list[MetricRow] = field(default_factory=list)
     """The steps the run took in this chunk before it failed (the loss that went NaN, say)."""
+    fault: str | None = None
+    """Set when the machine failed, not the run (`faults.machine_fault`: a full disk, say): the run
+    trains the chunk again once the experiment continues."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,9 @@ class ChunkProgress:
 
 @dataclass(frozen=True)
 class WorkerNotice:
-    """Something a person should know about how a worker trains a run (said once per worker): it goes
-    into the store as an event and onto the live table."""
+    """Something a person should know about how a worker trains a run (its host memory for parked runs
+    is full, once per worker; a damaged checkpoint passed over): it goes into the store as an event
+    and onto the live table."""
 
     worker: int
     run_id: int

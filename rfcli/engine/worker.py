@@ -17,11 +17,13 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rfcli.engine.faults import machine_fault
 from rfcli.engine.messages import (
     ChunkDone,
     ChunkFailed,
     ChunkProgress,
     ChunkTrained,
+    MetricRow,
     ReleaseRun,
     Shutdown,
     TrainChunk,
@@ -29,6 +31,7 @@ from rfcli.engine.messages import (
     WorkerReply,
 )
 from rfcli.gpus import VISIBLE_DEVICES
+from rfcli.store.checksums import resume_point
 from rfcli.store.layout import ExperimentLayout
 from rfcli.trainers.openmp import release_idle_team
 
@@ -195,7 +198,7 @@ class Worker:
             failed = self.sessions.get(order.run_id)
             metrics = failed.take_metrics() if failed is not None else []
             self.release(order.run_id)
-            return ChunkFailed(self.worker_id, order.run_id, describe_error(error), metrics)
+            return self.failed(order.run_id, error, metrics)
         return ChunkTrained(self.worker_id, order.run_id, outcome.chunk_index)
 
     def say_parking_is_full(self, run_id: int) -> None:
@@ -210,10 +213,17 @@ class Worker:
         )
         self.send(WorkerNotice(self.worker_id, run_id, text))
 
+    def failed(
+        self, run_id: int, error: BaseException, metrics: list[MetricRow] | None = None
+    ) -> ChunkFailed:
+        """The run's error, or the machine's (a full disk): then the run did not fail, and trains again."""
+        fault = machine_fault(error, self.layout.folder)
+        return ChunkFailed(self.worker_id, run_id, describe_error(error), metrics or [], fault)
+
     def report_saved(self, run_id: int, result: ChunkOutcome | BaseException) -> None:
         """On the run's thread: the chunk's checkpoint is durable (or writing it failed)."""
         if isinstance(result, BaseException):
-            self.send(ChunkFailed(self.worker_id, run_id, describe_error(result)))
+            self.send(self.failed(run_id, result))
             return
         started, setup_seconds = self._started[run_id]
         self.send(
@@ -243,6 +253,10 @@ class Worker:
         from rfcli.trainers.session import RunSession
 
         config = to_typed_config(order.config)
+        resume = resume_point(order.checkpoint, order.fresh_optimizer_step)  # checked before it is read
+        if resume.passed_over:
+            fallback = f"run {order.run_id}: {resume.fallback_line()}"
+            self.send(WorkerNotice(self.worker_id, order.run_id, fallback))
         self.wait_for_writes()  # a new run changes the shared model those writes read from
         train, evaluation = self._datasets(config)
         model, activate = self.host.model_for_run(order.run_id, config)
@@ -255,6 +269,7 @@ class Worker:
             str(self.layout.checkpoints(order.run_id)),
             reference_folder=self.layout.reference_logps,
         )
+        trainer.fresh_optimizer = resume.fresh_optimizer  # type: ignore[attr-defined]
         generation = generation_metrics(config, self.host.tokenizer(config.model), evaluation)
         saved = partial(self.report_saved, order.run_id)
         session = RunSession(
@@ -263,7 +278,7 @@ class Worker:
             activate,
             saved,
             self.parking,
-            resume_from=order.checkpoint,
+            resume_from=resume.checkpoint,
             generation=generation,
         )
         self.sessions[order.run_id] = session

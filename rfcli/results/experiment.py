@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from rfcli.config.policy import POLICY_META, policy_from_json
+from rfcli.config.schema import PolicyConfig
 from rfcli.errors import NotFoundError
 from rfcli.results.settings import differing_settings, settings_label
 from rfcli.store.database import ExperimentStore, RecordNotFoundError, RunRecord
@@ -54,6 +56,8 @@ class RunResult:
 class ExperimentResults:
     folder: Path
     runs: list[RunResult]
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """The policy the experiment was last trained under: its `mode` says which way its metric ranks."""
 
     @property
     def name(self) -> str:
@@ -66,19 +70,14 @@ class ExperimentResults:
         known = ", ".join(str(result.run.id) for result in self.runs) or "none"
         raise NotFoundError(f"experiment '{self.name}' has no run {run_id}; its runs are: {known}")
 
-    def ranked(self, metric: str) -> list[RunResult]:
-        """Runs with a finite latest `metric`, best first: a loss is minimized, anything else
-        (a reward, an accuracy) maximized. Deleted runs are left out."""
+    def ranked(self, metric: str, mode: str) -> list[RunResult]:
+        """Runs with a finite latest `metric`, best first: the lowest for mode 'min', the highest for
+        'max'. Deleted runs are left out."""
         scored = [r for r in self.runs if r.value(metric) is not None and r.run.state != "deleted"]
-        return sorted(scored, key=lambda r: (r.value(metric) or 0.0) * direction(metric))
+        return sorted(scored, key=lambda r: r.value(metric) or 0.0, reverse=mode == "max")
 
     def logged_metrics(self) -> list[str]:
         return sorted({key for result in self.runs for key in result.latest})
-
-
-def direction(metric: str) -> int:
-    """+1 when lower is better (a loss), -1 when higher is."""
-    return 1 if metric.endswith("loss") else -1
 
 
 def load_results(folder: Path, run_ids: list[int] | None = None) -> ExperimentResults:
@@ -100,7 +99,8 @@ def load_results(folder: Path, run_ids: list[int] | None = None) -> ExperimentRe
             )
             for run in runs
         ]
-    return ExperimentResults(folder, results)
+        policy = policy_from_json(store.get_meta(POLICY_META))
+    return ExperimentResults(folder, results, policy)
 
 
 def curves(store: ExperimentStore, run_id: int) -> dict[str, Curve]:

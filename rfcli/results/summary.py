@@ -13,7 +13,7 @@ BEST_BY = "eval_loss"
 
 def summary_markdown(results: ExperimentResults, picture: str) -> str:
     lines = [f"# {results.name}", "", f"![training and eval loss against step]({picture})", ""]
-    ranked = results.ranked(BEST_BY)
+    ranked = results.ranked(BEST_BY, "min")
     if ranked:
         best = ranked[0]
         apart = settings_label(best.settings) or "the only run"

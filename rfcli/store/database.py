@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,9 @@ from rfcli.store.states import RunState, check_move, run_state
 
 RUN_STATES = tuple(state.value for state in RunState)
 COMMAND_OUTCOMES = ("applied", "refused")
-SCHEMA_VERSION = 2  # kept in SQLite's own `PRAGMA user_version`; 2 added `decisions`
+SCHEMA_VERSION = (
+    3  # kept in SQLite's own `PRAGMA user_version`; 2 added `decisions`, 3 `runs.fresh_optimizer_step`
+)
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's transaction to end
 DEFERRED_KEY = "deferred_commands"  # in meta: applied commands the next controller still mirrors
 CHUNK_KEY = "rf/chunk"
@@ -54,7 +56,8 @@ _SCHEMA = (
         mlflow_run_id TEXT,
         mlflow_synced_step INTEGER NOT NULL DEFAULT -1,
         created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
+        updated_at REAL NOT NULL,
+        fresh_optimizer_step INTEGER                   -- see RunRecord
     )""",
     # value is NULL for NaN: SQLite has no NaN and stores it as NULL.
     """CREATE TABLE IF NOT EXISTS metrics (
@@ -105,6 +108,9 @@ _SCHEMA = (
         PRIMARY KEY (run_id, rung)
     )""",
 )
+_NEW_COLUMNS = {3: (("runs", "fresh_optimizer_step", "INTEGER"),)}
+"""By version: the (table, column, type) it added to a table that existed before it (tables that are
+new in a version are made by `_SCHEMA`'s IF NOT EXISTS)."""
 POLICY_CAUSE = "policy"
 
 
@@ -143,6 +149,9 @@ class RunRecord:
     mlflow_synced_step: int
     created_at: float
     updated_at: float
+    fresh_optimizer_step: int | None = None
+    """A retry with changes restarted the run from this step: a checkpoint saved at it or before
+    resumes with a fresh optimizer and schedule, so the old learning rate does not come back."""
 
     @property
     def progress(self) -> float | None:
@@ -317,16 +326,17 @@ class ExperimentStore:
             )
             self._insert_event(run_id, target.value, cause, detail if detail is not None else error, now)
 
-    def set_config(self, run_id: int, config: dict[str, Any]) -> None:
-        """A run's config changed in place (a retry with overrides). Its chunk and step totals may
+    def set_config(self, run_id: int, config: dict[str, Any], *, fresh_optimizer_step: int | None) -> None:
+        """A run's config changed in place (a retry with overrides), to train on from
+        `fresh_optimizer_step` with a fresh optimizer (see RunRecord). Its chunk and step totals may
         change with it, so they are forgotten until it trains again. Its fingerprint stays the
         plan's: it is still the plan's run, so `rf run` of the same file still attaches."""
         with self._transaction() as db:
             self._update_run(
                 db,
                 run_id,
-                "config = ?, total_chunks = NULL, max_steps = NULL, updated_at = ?",
-                (json.dumps(config), time.time()),
+                "config = ?, total_chunks = NULL, max_steps = NULL, fresh_optimizer_step = ?, updated_at = ?",
+                (json.dumps(config), fresh_optimizer_step, time.time()),
             )
 
     def set_plan_totals(self, run_id: int, total_chunks: int, max_steps: int) -> None:
@@ -382,6 +392,14 @@ class ExperimentStore:
         )
         return {str(row["key"]): _from_sql_float(row["value"]) for row in rows}
 
+    def forget_steps_after(self, run_id: int, step: int) -> None:
+        """A retry undoes the failed attempt's steps after `step`, its last recorded chunk: their rows
+        go, and MLflow is known to match the store only up to `step` (the controller compares what it
+        holds beyond, `engine/mlflow_mirror.py`)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            self._update_run(db, run_id, "mlflow_synced_step = MIN(mlflow_synced_step, ?)", (step,))
+
     def set_mlflow_run(self, run_id: int, mlflow_run_id: str) -> None:
         with self._transaction() as db:
             self._update_run(db, run_id, "mlflow_run_id = ?", (mlflow_run_id,))
@@ -409,14 +427,32 @@ class ExperimentStore:
 
     # -- control commands ---------------------------------------------------------------------
 
-    def add_command(self, verb: str, run_id: int, args: dict[str, Any], cause: str) -> int:
-        """Queue a command for the controller; returns its id."""
+    def add_command(
+        self,
+        verb: str,
+        run_id: int,
+        args: dict[str, Any],
+        cause: str,
+        check: Callable[[RunRecord, list[CommandRecord]], None] | None = None,
+    ) -> int:
+        """Queue a command for the controller; returns its id. `check` gets the run and the commands
+        waiting, read in the transaction that queues the command, so no other command comes between:
+        what it raises refuses the command, and nothing is queued."""
         with self._transaction():
+            if check is not None:
+                check(self.run(run_id), self.pending_commands())
             return self._insert_command(verb, run_id, args, cause)
 
     def pending_commands(self) -> list[CommandRecord]:
         """Commands not yet applied or refused, oldest first."""
         rows = self._read("SELECT * FROM commands WHERE outcome IS NULL ORDER BY id", ())
+        return [_command_record(row) for row in rows]
+
+    def answered_commands(self, limit: int) -> list[CommandRecord]:
+        """The latest `limit` commands applied or refused, newest first."""
+        rows = self._read(
+            "SELECT * FROM commands WHERE outcome IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
+        )
         return [_command_record(row) for row in rows]
 
     def finish_command(self, command_id: int, *, outcome: str, error: str | None = None) -> None:
@@ -435,8 +471,8 @@ class ExperimentStore:
                 raise ValueError(f"command {command_id} was already {row['outcome']}")
 
     def defer_to_controller(self, command_id: int) -> None:
-        """An applied command whose effects outside the store (MLflow) are left for the next
-        controller: `rf ctl` applied it with no `rf run` attached."""
+        """An applied command whose effects outside the store (MLflow) wait for a controller: the
+        one attached, or the next `rf run` when `rf ctl` applied it alone."""
         with self._transaction():
             deferred = self._deferred_ids()
             self._set_meta_value(DEFERRED_KEY, json.dumps([*deferred, command_id]))
@@ -598,6 +634,10 @@ class ExperimentStore:
         with self._transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
+            for later in range(version + 1, SCHEMA_VERSION + 1):  # an older store's tables gain them
+                for table, column, kind in _NEW_COLUMNS.get(later, ()):
+                    if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _set_meta_value(self, key: str, value: str) -> None:

@@ -8,7 +8,7 @@
         reference-logps/     DPO reference log-probs, shared by the runs that match
         runs/<id>/checkpoints/checkpoint-<step>/
                              a run's last two chunk checkpoints; with LoRA its adapter is in
-                             `run_<id>/`
+                             `run_<id>/`; `rf-checksums.json` checks its files (`checksums.py`)
 
 Standard library only: `rf status` and `rf ctl` use it.
 """

@@ -1,6 +1,6 @@
 """A run's states and the moves between them: the one place that says which change is legal.
 
-    pending -> running <-> ready          running -> completed | failed
+    pending -> running <-> ready          running | ready -> completed   running -> failed
     pending | ready | running -> stopped -> ready (resume)
     failed -> ready (retry)               any state but deleted -> deleted
 
@@ -8,7 +8,9 @@ Who makes each move:
 1. the scheduler starts a chunk: pending or ready -> running;
 2. a chunk is recorded: running -> ready, or -> completed after the last one; a run's error:
    running -> failed;
-3. `rf run` restarts after a kill, or is interrupted: running -> ready (the chunk in flight is lost);
+3. `rf run` restarts after a kill, or is interrupted: running -> ready (the chunk in flight is lost),
+   or -> completed for a run whose last chunk is recorded; ready -> completed repairs a run that an
+   older rf left ready after recording its last chunk;
 4. stop: pending, ready or running -> stopped (running only when the `rf run` that trained it is
    gone: a live controller stops a run at its chunk boundary, when it is ready);
 5. resume: stopped -> ready; retry: failed -> ready;
@@ -36,7 +38,7 @@ _S = RunState
 MOVES: dict[RunState, frozenset[RunState]] = {
     _S.PENDING: frozenset({_S.RUNNING, _S.READY, _S.STOPPED, _S.DELETED}),
     _S.RUNNING: frozenset({_S.READY, _S.COMPLETED, _S.FAILED, _S.STOPPED, _S.DELETED}),
-    _S.READY: frozenset({_S.RUNNING, _S.STOPPED, _S.DELETED}),
+    _S.READY: frozenset({_S.RUNNING, _S.COMPLETED, _S.STOPPED, _S.DELETED}),
     _S.STOPPED: frozenset({_S.READY, _S.DELETED}),
     _S.FAILED: frozenset({_S.READY, _S.DELETED}),
     _S.COMPLETED: frozenset({_S.DELETED}),

@@ -149,6 +149,64 @@ class MlflowTracker:
         history = self._client.get_metric_history(mlflow_run_id, mlflow_key(key))
         return sorted((metric.step, metric.value) for metric in history)
 
+    def logged_rows(
+        self, mlflow_run_id: str, keys: Sequence[str] | None = None
+    ) -> list[tuple[int, str, float]]:
+        """Every (step, key, value) the run holds for `keys` (default: every key it has logged),
+        duplicates included, by step then key. Keys are as `mlflow_key` makes them."""
+        if keys is None:
+            keys = list(self._client.get_run(mlflow_run_id).data.metrics)
+        rows = [
+            (step, mlflow_key(key), value)
+            for key in dict.fromkeys(mlflow_key(key) for key in keys)
+            for step, value in self.metric_history(mlflow_run_id, key)
+        ]
+        return sorted(rows, key=lambda row: (row[0], row[1]))
+
+    def tags(self, mlflow_run_id: str) -> dict[str, str]:
+        """The run's own tags (MLflow's `mlflow.*` system tags left out)."""
+        tags = self._client.get_run(mlflow_run_id).data.tags
+        return {key: value for key, value in tags.items() if not key.startswith("mlflow.")}
+
+    def delete_tag(self, mlflow_run_id: str, key: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.delete_tag(mlflow_run_id, mlflow_key(key))
+        except MlflowException:  # it had no such tag (already deleted before a kill)
+            pass
+
+    def rename_run(self, mlflow_run_id: str, name: str) -> None:
+        self._client.update_run(mlflow_run_id, name=name)
+
+    def status(self, mlflow_run_id: str) -> str:
+        """RUNNING, or how it ended: FINISHED, FAILED or KILLED."""
+        return str(self._client.get_run(mlflow_run_id).info.status)
+
+    def reopen(self, mlflow_run_id: str) -> None:
+        """An ended run trains again (a failed run retried): RUNNING, with no end time."""
+        self._client.update_run(mlflow_run_id, status="RUNNING")
+
+    def runs_tagged(self, key: str, value: str) -> list[tuple[str, dict[str, str]]]:
+        """(run id, tags) of every active run of the experiment whose tag `key` is `value`."""
+        found: list[tuple[str, dict[str, str]]] = []
+        token: str | None = None
+        while True:
+            page = self._client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{mlflow_key(key)}` = '{value}'",
+                max_results=1000,
+                page_token=token,
+            )
+            found.extend((run.info.run_id, dict(run.data.tags)) for run in page)
+            token = page.token
+            if not token:
+                return found
+
+    def delete_run(self, mlflow_run_id: str) -> None:
+        """MLflow's soft delete: the run leaves the experiment's views and can be restored."""
+        self._client.delete_run(mlflow_run_id)
+
     def _experiment_id(self, client: MlflowClient, name: str) -> str:
         """Get the experiment by name, restoring it if deleted in the UI, or create it."""
         from mlflow.exceptions import MlflowException

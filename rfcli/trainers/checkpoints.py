@@ -2,9 +2,10 @@
 
 At a chunk boundary the run's own thread saves its RNG state first (the runs of a worker share the
 process-wide generators, and the next run starts drawing from them at once), then hands the worker
-back (`handoff`), then writes the rest of the checkpoint into a staging folder, fsyncs it and renames
-it into place. The run's weights and optimizer do not change while it waits for its next turn, so
-the write needs no copy of them. A kill at any moment leaves the previous checkpoint and at most a
+back (`handoff`), then writes the rest of the checkpoint into a staging folder, records the checksum
+of each file (`store/checksums.py`, checked before the checkpoint is read), fsyncs it and renames it
+into place. The run's weights and optimizer do not change while it waits for its next turn, so the
+write needs no copy of them. A kill at any moment leaves the previous checkpoint and at most a
 staging folder that nothing reads; the chunk is recorded only after the rename, so it trains again.
 """
 
@@ -19,6 +20,8 @@ from typing import Any
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from rfcli.store.checksums import write_checksums
+
 STAGING_FOLDER = ".staging"
 """Inside a run's checkpoints folder: checkpoints being written, renamed out of it once durable."""
 
@@ -27,6 +30,10 @@ class BackgroundCheckpoints(Trainer):
     handoff: Callable[[], None] | None = None
     """Set by the run's session: called on the run's thread once the chunk is trained, evaluated and
     its RNG state saved, before the rest of its checkpoint is written."""
+
+    fresh_optimizer = False
+    """Set by the worker when the run resumes from a checkpoint saved before a retry changed its
+    config: its weights, step and RNG are loaded, its optimizer and schedule start afresh."""
 
     _staging = False
 
@@ -45,9 +52,13 @@ class BackgroundCheckpoints(Trainer):
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
+            write_checksums(staging)
+            make_durable(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # on a full disk, what it wrote is space again
+            raise
         finally:
             self._staging = False
-        make_durable(staging)
         if final.exists():  # written by a run killed before the store recorded it: never read
             shutil.rmtree(final)
         os.rename(staging, final)
@@ -55,6 +66,10 @@ class BackgroundCheckpoints(Trainer):
 
     def _save_rng_state(self, output_dir: str) -> None:
         """Saved by `_save_checkpoint` before the handoff, while the generators are still the run's."""
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if not self.fresh_optimizer:
+            super()._load_optimizer_and_scheduler(checkpoint)
 
 
 def make_durable(folder: Path) -> None:

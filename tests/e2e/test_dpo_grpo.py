@@ -17,6 +17,7 @@ import pytest
 
 from rfcli.store.database import ExperimentStore
 from tests.e2e.conftest import write_yaml
+from tests.pinned import check_pinned
 
 pytestmark = pytest.mark.e2e
 
@@ -152,6 +153,12 @@ def test_dpo_chunked_equals_unchunked(dpo_experiments: dict[str, Path], key: str
     )
 
 
+def test_dpo_losses_equal_the_pinned_ones(dpo_experiments: dict[str, Path]) -> None:
+    """One run's absolute losses, as the libraries and rf compute them today (see tests/pinned.py)."""
+    for key in ("loss", "eval_loss", "rewards/margins"):
+        check_pinned(f"dpo beta=0.1 {key}", series(dpo_experiments["chunked"], key, beta)[0.1])
+
+
 def test_dpo_shared_reference_equals_each_run_scoring_its_own(dpo_experiments: dict[str, Path]) -> None:
     for key in ("loss", "rewards/chosen", "rewards/margins"):
         own = series(dpo_experiments["own_reference"], key, beta)
@@ -179,25 +186,45 @@ def math_model() -> Path:
     return builtin_model_path("rf-tiny-math")
 
 
-@pytest.mark.usefixtures("math_model")
-def test_grpo_chunked_equals_unchunked_with_rewards_that_vary(rf: RunRf, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def grpo_experiments(tmp_path_factory: pytest.TempPathFactory, math_model: Path) -> dict[str, Path]:
+    """The GRPO pair trained in 4 chunks and in 1."""
+    from tests.e2e.conftest import run_rf
+
+    folder = tmp_path_factory.mktemp("grpo")
+    experiments = folder / "experiments"
+    return {
+        "chunked": train(run_rf, folder, grpo_config(experiments, "chunked")),
+        "unchunked": train(run_rf, folder, grpo_config(experiments, "unchunked", num_chunks=1)),
+    }
+
+
+def reward_names(config: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(r if isinstance(r, str) else r["function"]) for r in config["rewards"])
+
+
+BOTH_REWARDS = (f"{REWARDS}:correct_answer", f"{REWARDS}:answer_format")
+
+
+def test_grpo_chunked_equals_unchunked_with_rewards_that_vary(grpo_experiments: dict[str, Path]) -> None:
     """With a fixed seed, sampling draws from generators that rf restores per run and turn, so a GRPO run
     in 4 chunks generates the same completions and takes the same steps as one in 1 chunk."""
-    experiments = tmp_path / "experiments"
-    chunked = train(rf, tmp_path, grpo_config(experiments, "chunked"))
-    unchunked = train(rf, tmp_path, grpo_config(experiments, "unchunked", num_chunks=1))
-
-    def names(config: dict[str, Any]) -> tuple[str, ...]:
-        return tuple(str(r if isinstance(r, str) else r["function"]) for r in config["rewards"])
-
+    chunked, unchunked = grpo_experiments["chunked"], grpo_experiments["unchunked"]
     for key in ("loss", "reward", "learning_rate", "rewards/answer_format/mean"):
-        assert_same(series(unchunked, key, names), series(chunked, key, names), key)
-    both = (f"{REWARDS}:correct_answer", f"{REWARDS}:answer_format")
-    correct = series(chunked, "rewards/correct_answer/mean", names)
-    assert [run for run, steps in correct.items() if steps] == [both]  # each run logs its own rewards only
-    formats = series(chunked, "rewards/answer_format/mean", names)[both].values()
+        assert_same(series(unchunked, key, reward_names), series(chunked, key, reward_names), key)
+    correct = series(chunked, "rewards/correct_answer/mean", reward_names)
+    assert [run for run, steps in correct.items() if steps] == [BOTH_REWARDS]  # each run logs its own only
+    formats = series(chunked, "rewards/answer_format/mean", reward_names)[BOTH_REWARDS].values()
     assert len(set(formats)) > 1, "the format reward never varied: rf-tiny-math cannot earn reward"
     assert 0 < sum(formats) / len(formats) < 1
+
+
+def test_grpo_losses_equal_the_pinned_ones(grpo_experiments: dict[str, Path]) -> None:
+    """One run's absolute losses and rewards, as the libraries and rf compute them today (see
+    tests/pinned.py)."""
+    for key in ("loss", "reward"):
+        values = series(grpo_experiments["chunked"], key, reward_names)[BOTH_REWARDS]
+        check_pinned(f"grpo correct_answer+answer_format {key}", values)
 
 
 @pytest.mark.usefixtures("math_model")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rfcli.store.database import ExperimentStore
+from tests.processes import python_path_with
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,8 @@ def test_a_metric_that_raises_fails_its_run_alone(
     write_sweep: Callable[..., Path],
 ) -> None:
     (tmp_path / "user_metrics.py").write_text(USER_METRICS, encoding="utf-8")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # rf and its workers import the user's module
+    # rf and its workers import the user's module
+    monkeypatch.setenv("PYTHONPATH", python_path_with(tmp_path))
     metrics = {
         "grid": [["recipes.qa_metrics:token_f1"], ["recipes.qa_metrics:token_f1", "user_metrics:broken"]]
     }

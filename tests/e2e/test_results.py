@@ -8,6 +8,7 @@ fails it within a few steps. The retry test comes last, since it trains run 2 ag
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from rfcli.results.experiment import load_results
 from rfcli.results.figure import loss_figure
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import STATE_DB
+from rfcli.tracking.mlflow_tracker import MlflowTracker, mlflow_key, tracking_uri_for
 from tests.e2e.conftest import run_rf, sweep_config, write_yaml
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +82,8 @@ def test_export_best_is_a_plain_peft_adapter_and_merge_a_full_model(
     _, experiments = sweep
     best, merged = tmp_path / "best", tmp_path / "merged"
     result = rf("export", "--best", "-e", "results", "--dir", experiments, "--out", best, expect=0)
-    assert "best run by eval_loss: 1" in result.stdout and "AutoPeftModelForCausalLM" in result.stdout
+    assert "best run by eval_loss (lowest first: a loss): 1" in result.stdout
+    assert "AutoPeftModelForCausalLM" in result.stdout
     adapter_config = json.loads((best / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == str(Path(resolve_model_path("rf-tiny")).resolve())
     assert (best / "tokenizer.json").is_file()
@@ -151,6 +154,17 @@ def test_retry_trains_a_failed_run_again_with_a_changed_setting(sweep: Sweep, rf
     with ExperimentStore(experiments / "results" / STATE_DB) as store:
         run = store.run(2)
         events = [(event.kind, event.cause) for event in store.events(limit=100, run_id=2)]
+        stored = store.metrics(2)
+    # MLflow shows what the store holds at every step; the failed attempt's NaN steps stay only in
+    # the MLflow run kept as the earlier attempt.
+    tracker = MlflowTracker(tracking_uri_for(experiments / "results"), "results")
+    ((shown, _),) = tracker.runs_tagged("rf.run_id", "2")
+    assert shown == run.mlflow_run_id
+    assert sorted(tracker.logged_rows(shown)) == sorted(
+        (step, mlflow_key(key), value) for step, key, value in stored
+    )
+    ((earlier, _),) = tracker.runs_tagged("rf.attempt_of", "2")
+    assert any(math.isnan(value) for _, key, value in tracker.logged_rows(earlier, ["loss"]))
     assert run.state == "completed" and run.error is None and run.global_step == run.max_steps == 4
     assert run.config["training"]["learning_rate"] == 1e-3
     assert (

@@ -19,6 +19,8 @@ import pytest
 from rfcli.store.database import ExperimentStore, RunRecord
 from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
 from tests.e2e.conftest import REPO_ROOT, RF, run_rf
+from tests.pinned import check_pinned
+from tests.processes import python_path_with
 
 pytestmark = pytest.mark.e2e
 
@@ -186,6 +188,13 @@ def test_sweep_is_mirrored_in_mlflow(trained_sweep: Sweep) -> None:
         assert_same_series({run.id: losses[run.id]}, {run.id: history}, "MLflow loss")
 
 
+def test_sft_losses_equal_the_pinned_ones(trained_sweep: Sweep) -> None:
+    """One run's absolute losses, as the libraries and rf compute them today (see tests/pinned.py)."""
+    _, folder = trained_sweep
+    for key in ("loss", "eval_loss", "learning_rate"):
+        check_pinned(f"sft lr=0.001 r=4 {key}", series_by_settings(folder, key)[(1.0e-3, 4)])
+
+
 def test_status_shows_every_run_completed(trained_sweep: Sweep, rf: RunRf) -> None:
     _, folder = trained_sweep
     shown = json.loads(rf("status", "sweep", "--dir", folder.parent, "--json", expect=0).stdout)
@@ -347,7 +356,7 @@ def test_a_kill_during_a_background_checkpoint_write_resumes_as_if_uninterrupted
     config, reference = trained_sweep
     folder = reference.parent / "killed-in-write"
     (tmp_path / "sitecustomize.py").write_text(SLOW_FSYNC)
-    slow = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    slow = {**os.environ, "PYTHONPATH": python_path_with(tmp_path)}
     process = subprocess.Popen(
         [str(RF), "run", str(config), "name=killed-in-write"],
         cwd=REPO_ROOT,
@@ -379,3 +388,57 @@ def test_a_kill_during_a_background_checkpoint_write_resumes_as_if_uninterrupted
     assert [run.state for run in stored_runs(folder)] == ["completed"] * 4
     for key in ("loss", "learning_rate"):
         assert_same_series(stored_series(reference, key), stored_series(folder, key), key)
+
+
+# 7. A full disk pauses the sweep; no run fails, and a plain `rf run` continues it.
+
+FULL_DISK_WHILE_FLAGGED = """
+import errno, os
+_fsync = os.fsync
+def full_disk_fsync(fd):
+    if os.path.exists({flag!r}):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    _fsync(fd)
+os.fsync = full_disk_fsync
+"""
+"""`sitecustomize` for `rf run` and its workers: while the flag file exists, writing a checkpoint
+durably fails as on a full disk."""
+
+
+def test_a_full_disk_pauses_the_sweep_and_a_plain_rf_run_continues_it(
+    trained_sweep: Sweep, tmp_path: Path
+) -> None:
+    config, reference = trained_sweep
+    folder = reference.parent / "full-disk"
+    flag = tmp_path / "disk-is-full"
+    (tmp_path / "sitecustomize.py").write_text(FULL_DISK_WHILE_FLAGGED.format(flag=str(flag)))
+    process = subprocess.Popen(
+        [str(RF), "run", str(config), "name=full-disk", "lora.r=4"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": python_path_with(tmp_path)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (folder / "state.db").exists() or sum(run.chunks_done for run in stored_runs(folder)) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, (
+            "the sweep ended before its disk filled"
+        )
+        time.sleep(0.05)
+    flag.touch()
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 75, f"exit {process.returncode}\n{out[-3000:]}\n{err[-3000:]}"
+    assert "paused: no space left on device; no run failed." in " ".join(out.split())
+    assert "Traceback" not in err
+    paused = stored_runs(folder)
+    assert [run.state for run in paused] == ["ready", "ready"] and all(run.error is None for run in paused)
+    assert 0 < sum(run.chunks_done for run in paused) < 8
+
+    flag.unlink()
+    run_rf("run", config, "name=full-disk", "lora.r=4", expect=0)
+    assert [run.state for run in stored_runs(folder)] == ["completed"] * 2
+    expected = series_by_settings(reference, "loss")
+    finished = series_by_settings(folder, "loss")
+    assert_same_series({key: expected[key] for key in finished}, finished, "loss")

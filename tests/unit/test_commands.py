@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import pytest
 
 from rfcli.config.errors import ConfigError
 from rfcli.engine.commands import CommandRefused, submit
+from rfcli.engine.control import CommandApplier
 from rfcli.store.database import ExperimentStore
+from rfcli.store.layout import ExperimentLayout
 
 
 @pytest.fixture
@@ -101,3 +104,71 @@ def test_the_live_tables_keys_give_commands_by_the_same_path(store: ExperimentSt
     assert view.steering.note == "stop run 1: sent"
     [command] = store.pending_commands()
     assert (command.verb, command.run_id, command.cause) == ("stop", 1, "key")
+
+
+# -- rule 6: refused when given, since the commands before it would make it refused ---------------
+
+
+@pytest.mark.parametrize(
+    ("before", "verb", "options", "reason"),
+    [
+        (["stop"], "stop", {}, "run 1 is already waiting to be stopped"),
+        ([], "resume", {}, "run 1 is ready; only a stopped run resumes"),
+        (["stop", "resume"], "resume", {}, "run 1 is ready; only a stopped run resumes"),
+        ([], "retry", {}, "run 1 is ready; only a failed run is retried"),
+    ],
+)
+def test_a_command_the_ones_before_it_would_make_refused_is_refused_at_once(
+    store: ExperimentStore, before: list[str], verb: str, options: dict[str, Any], reason: str
+) -> None:
+    for earlier in before:
+        give(store, earlier, 1)
+    with pytest.raises(CommandRefused, match=reason):
+        give(store, verb, 1, **options)
+    assert [command.verb for command in store.pending_commands()] == before
+
+
+def test_a_resume_behind_a_stop_is_queued(store: ExperimentStore) -> None:
+    give(store, "stop", 1)
+    give(store, "resume", 1)
+    assert [command.verb for command in store.pending_commands()] == ["stop", "resume"]
+
+
+def test_a_warm_clone_waits_for_weights_only_while_a_chunk_is_in_flight(
+    store: ExperimentStore, run_config: dict[str, Any]
+) -> None:
+    store.add_run(4, run_config, "fp4", name="4", cause="plan")
+    with pytest.raises(
+        CommandRefused, match="run 4 has no finished chunk yet; a warm clone needs its weights"
+    ):
+        give(store, "clone", 4, warm=True)
+    store.set_state(4, "running", cause="scheduler", worker=0)  # its first chunk may give it weights
+    give(store, "clone", 4, warm=True, overrides=["training.max_steps=80"])
+    assert [(c.verb, c.run_id) for c in store.pending_commands()] == [("clone", 4)]
+
+
+def test_of_many_commands_given_at_once_none_is_queued_and_then_refused(
+    store: ExperimentStore, tmp_path: Path
+) -> None:
+    """40 `rf ctl` processes at once, each with its own connection: each is judged behind the ones
+    queued before it, so every queued command then applies."""
+    verbs = ["stop", "resume", "stop", "resume", "delete"] * 8
+    answers: list[str] = []
+
+    def give_one(verb: str) -> None:
+        with ExperimentStore(tmp_path / "state.db") as own:
+            try:
+                submit(own, verb, 1, cause="rf ctl")
+                answers.append("queued")
+            except CommandRefused:
+                answers.append("refused")
+
+    threads = [threading.Thread(target=give_one, args=(verb,)) for verb in verbs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queued = store.pending_commands()
+    assert answers.count("queued") == len(queued) > 0
+    CommandApplier(store, ExperimentLayout(tmp_path), on_change=None).apply_pending(busy=())
+    assert [store.command(command.id).outcome for command in queued] == ["applied"] * len(queued)

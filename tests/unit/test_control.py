@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from rfcli.engine.control import CommandApplier, mirror_deferred
+from rfcli.engine.control import CommandApplier
+from rfcli.engine.mlflow_mirror import MlflowMirror
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import ExperimentLayout
 
@@ -142,14 +143,14 @@ def test_the_next_rf_run_mirrors_commands_applied_without_one_to_mlflow(tmp_path
     assert [c.verb for c in experiment.store.deferred_commands()] == ["stop", "delete"]
 
     tracker = FakeTracker()
-    mirror_deferred(experiment.store, tracker)  # type: ignore[arg-type]
+    MlflowMirror(experiment.store, tracker).mirror_deferred()  # type: ignore[arg-type]
     assert tracker.calls == [
         ("tags", "mlflow-1", {"rf.state": "stopped", "rf.stop_cause": "rf ctl"}),
         ("tags", "mlflow-2", {"rf.state": "deleted", "rf.delete_cause": "rf ctl"}),
         ("end", "mlflow-2", "KILLED"),
     ]
     assert experiment.store.deferred_commands() == []
-    mirror_deferred(experiment.store, tracker)  # type: ignore[arg-type]
+    MlflowMirror(experiment.store, tracker).mirror_deferred()  # type: ignore[arg-type]
     assert len(tracker.calls) == 3, "mirrored once"
     experiment.store.close()
 
@@ -211,6 +212,19 @@ def test_stop_and_delete_of_a_run_mid_chunk_wait_for_its_boundary(experiment: Ex
     experiment.store.set_state(1, "ready", cause="scheduler")
     assert experiment.apply() == ["run 1: stopped after chunk 1"]
     assert outcome(experiment, clone) == ("applied", None)
+
+
+def test_a_runs_commands_apply_in_the_order_given_behind_one_that_waits_for_its_chunk(
+    experiment: Experiment,
+) -> None:
+    experiment.add_run(1, "running", chunks=1)
+    stop, resume = experiment.command("stop", 1), experiment.command("resume", 1)
+    clone = experiment.command("clone", 1)
+    assert experiment.apply(busy=(1,)) == ["run 2: cloned from run 1"]  # a clone changes no state
+    assert experiment.store.command(stop).pending and experiment.store.command(resume).pending
+    experiment.store.set_state(1, "ready", cause="scheduler")
+    assert experiment.apply() == ["run 1: stopped after chunk 1", "run 1: resumed"]
+    assert [outcome(experiment, command) for command in (stop, resume, clone)] == [("applied", None)] * 3
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,9 @@ def test_with_rf_run_attached_commands_queue_and_a_second_delete_is_refused(
 ) -> None:
     first = ctl(folder, "delete", "1", "--wait", "0")
     assert first.exit_code == 0
-    assert first.output == "delete run 1: queued; `rf run` applies it when run 1's chunk in flight ends\n"
+    assert first.output == (  # run 1 is not training: nothing but rf run's next turn
+        "delete run 1: queued; `rf run` applies it at its next turn; `rf status` shows its outcome\n"
+    )
     for args in (["delete", "1"], ["stop", "1"], ["clone", "1", "--warm"]):
         refused = ctl(folder, *args, "--wait", "0")
         assert refused.exit_code == 2

@@ -3,13 +3,10 @@ their events and commands in one transaction, never lost or repeated across a `k
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +15,13 @@ import pytest
 from rfcli.config.policy import POLICY_META
 from rfcli.engine.control import CommandApplier
 from rfcli.engine.judging import Judge
-from rfcli.policy.decisions import Decision
-from rfcli.store.database import CHUNK_KEY, ExperimentStore
+from rfcli.policy.decisions import Decision, RunHistory
+from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout
+from tests.processes import run_until_killed
 
 CONFIG = {"trainer": "sft", "seed": 3, "training": {"learning_rate": 1e-3}, "lora": {"r": 8}}
 ASHA = {"name": "asha", "metric": "eval_loss", "mode": "min", "eta": 2}
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class NoTracker:
@@ -54,6 +51,17 @@ def make_store(
 
 def judge(store: ExperimentStore) -> Judge:
     return Judge(store, NoTracker())  # type: ignore[arg-type]
+
+
+class ForgetfulJudge(Judge):
+    """Shows its policy no rung as judged, so it decides every rung again."""
+
+    def histories(self, runs: list[RunRecord]) -> list[RunHistory]:
+        return [dataclasses.replace(history, judged=frozenset()) for history in super().histories(runs)]
+
+
+def forgetful_judge(store: ExperimentStore) -> Judge:
+    return ForgetfulJudge(store, NoTracker())  # type: ignore[arg-type]
 
 
 def test_chunk_values_tell_nan_from_not_recorded(tmp_path: Path) -> None:
@@ -145,23 +153,11 @@ os.kill(os.getpid(), signal.SIGKILL)  # "after": decided and recorded, not yet a
 """
 
 
-def kill_child_while_deciding(path: Path, where: str) -> None:
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(KILLED_CHILD), str(path), where],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
-
-
 @pytest.mark.parametrize("where", ["inside", "after"])
 def test_kill_9_while_deciding_neither_loses_nor_repeats_a_decision(tmp_path: Path, where: str) -> None:
     path = tmp_path / "state.db"
     make_store(path, ASHA, {1: [1.0], 2: [2.0]}).close()
-    kill_child_while_deciding(path, where)
+    run_until_killed(KILLED_CHILD, path, where)
     with ExperimentStore(path) as store:
         decided = [(r.decision.run_id, r.decision.verb) for r in store.decisions()]
         if where == "inside":  # the stop rolled back whole: no decision, no event, no command
@@ -169,9 +165,10 @@ def test_kill_9_while_deciding_neither_loses_nor_repeats_a_decision(tmp_path: Pa
             assert not [e for e in store.events(limit=50) if e.kind == "decision"]
         else:
             assert decided == [(1, "continue"), (2, "stop")] and len(store.pending_commands()) == 1
-        # The next `rf run`: decides what is missing, applies what waits, each exactly once.
+        # The next `rf run`: decides what is missing, applies what waits, each exactly once, even
+        # when its policy asks again for a rung it judged: the store's guard keeps the first.
         judge(store).after_chunk()
-        judge(store).after_chunk()
+        forgetful_judge(store).after_chunk()
         CommandApplier(store, ExperimentLayout(tmp_path), lambda run, verb, cause: None).apply_pending(
             busy=()
         )

@@ -43,19 +43,20 @@ def test_runs_load_with_curves_outcomes_and_ranking(tmp_path: Path) -> None:
     results = load_results(write_sweep(tmp_path))
     outcomes = {result.run.id: result.outcome for result in results.runs}
     assert outcomes == {1: "completed", 2: "stopped by policy", 3: "completed", 4: "failed"}
-    assert [result.run.id for result in results.ranked("eval_loss")] == [2, 3, 1]  # 4's is NaN
+    assert [result.run.id for result in results.ranked("eval_loss", "min")] == [2, 3, 1]  # 4's is NaN
     run2 = results.run(2)
     assert run2.label == "2 r=8 lr=0.003"
     assert [step for step, _ in run2.curves["loss"]] == list(range(1, 9))
 
 
-def test_a_metric_that_is_not_a_loss_is_ranked_highest_first(tmp_path: Path) -> None:
+def test_runs_rank_lowest_or_highest_first_as_told(tmp_path: Path) -> None:
     results = load_results(write_sweep(tmp_path))
-    by_loss = [result.run.id for result in results.ranked("loss")]
-    by_reward = [result.run.id for result in results.ranked("reward")]
-    assert by_reward == []  # nobody logged it
-    losses = [results.run(run_id).latest["loss"] for run_id in by_loss]
-    assert losses == sorted(losses) and 4 not in by_loss  # its last loss is NaN
+    lowest = [result.run.id for result in results.ranked("loss", "min")]
+    assert lowest == [3, 1, 2]  # 1 and 2 both end at 2.2: in run order
+    assert [result.run.id for result in results.ranked("loss", "max")] == [1, 2, 3]
+    assert results.ranked("reward", "max") == []  # nobody logged it
+    losses = [results.run(run_id).latest["loss"] for run_id in lowest]
+    assert losses == sorted(losses) and 4 not in lowest  # its last loss is NaN
 
 
 def test_an_unknown_run_names_the_runs_there_are(tmp_path: Path) -> None:

@@ -4,14 +4,25 @@ end-to-end tests for that): the sweep is written straight into a state store."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from rfcli.cli.app import app
+from rfcli.cli.export import RankMode, best_run
+from rfcli.config.policy import POLICY_META
+from rfcli.config.schema import PolicyConfig
+from rfcli.errors import UserError
+from rfcli.results.experiment import ExperimentResults, load_results
+from rfcli.store.checksums import write_checksums
+from rfcli.store.database import ExperimentStore
+from rfcli.store.layout import STATE_DB
 from tests.unit.results_fixtures import write_sweep
 
 RF = Path(sys.executable).parent / "rf"
@@ -89,6 +100,21 @@ def test_bad_input_is_one_clear_line_and_exit_2(
     assert not (tmp_path / "out").exists()
 
 
+def test_export_of_a_damaged_checkpoint_names_the_file_and_writes_nothing(
+    experiments: Path, tmp_path: Path
+) -> None:
+    checkpoint = experiments / "sweep" / "runs" / "1" / "checkpoints" / "checkpoint-16"
+    (checkpoint / "run_1").mkdir(parents=True)
+    (checkpoint / "run_1" / "adapter_model.safetensors").write_bytes(b"weights!")
+    write_checksums(checkpoint)
+    (checkpoint / "run_1" / "adapter_model.safetensors").write_bytes(b"weig")
+    result = rf("export", "1", "--out", tmp_path / "out", "--dir", experiments)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    damaged = checkpoint / "run_1" / "adapter_model.safetensors"
+    assert f"run 1 cannot be exported: {damaged} is 4 bytes where 8 were written" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_ls_of_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = rf("ls", "--dir", tmp_path / "nowhere")
     assert result.returncode == 2 and "no experiments folder" in result.stderr
@@ -108,3 +134,38 @@ def test_results_commands_load_no_training_library() -> None:
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def with_perplexity(experiments: Path, policy: dict[str, Any] | None) -> ExperimentResults:
+    """The sweep's runs 1-3 with an eval perplexity (run 3 the lowest), under `policy` if given."""
+    with ExperimentStore(experiments / "sweep" / STATE_DB) as store:
+        for run_id, value in ((1, 9.0), (2, 7.0), (3, 5.0)):
+            store.add_metrics(run_id, [(16, "eval_perplexity", value)])
+        if policy is not None:
+            store.set_meta(POLICY_META, json.dumps(dataclasses.asdict(PolicyConfig(**policy))))
+    return load_results(experiments / "sweep")
+
+
+def test_best_ranks_by_the_policy_s_mode_when_it_judges_by_that_metric(
+    experiments: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = with_perplexity(experiments, {"name": "asha", "metric": "eval_perplexity", "mode": "min"})
+    assert best_run(results, "eval_perplexity").run.id == 3
+    assert capsys.readouterr().out == (
+        "best run by eval_perplexity (lowest first: the mode of the experiment's asha policy): 3"
+        " (eval_perplexity 5)\n"
+    )
+    assert best_run(results, "eval_perplexity", RankMode.max).run.id == 1  # --mode overrules it
+
+
+def test_best_by_a_metric_no_policy_judges_by_needs_mode(
+    experiments: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = with_perplexity(experiments, policy=None)
+    with pytest.raises(
+        UserError, match="cannot tell which way 'eval_perplexity' ranks.*--mode min or --mode max"
+    ):
+        best_run(results, "eval_perplexity")
+    assert best_run(results, "eval_perplexity", RankMode.min).run.id == 3
+    assert best_run(results, "eval_loss").run.id == 2  # TRL's loss: lowest first
+    assert "(lowest first: a loss)" in capsys.readouterr().out.splitlines()[-1]

@@ -9,6 +9,7 @@ import pytest
 
 from rfcli.config.plan import config_fingerprint
 from rfcli.engine.control import CommandApplier
+from rfcli.store.checksums import ResumePoint, resume_point
 from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import STATE_DB, ExperimentLayout
 
@@ -60,11 +61,11 @@ def test_a_failed_run_retries_from_its_last_chunk_with_the_new_config(store: Exp
     assert (run.state, run.error, run.chunks_done, run.global_step) == ("ready", None, 2, 8)
     assert run.config == new and run.fingerprint == config_fingerprint(CONFIG)  # still the plan's run
     assert run.total_chunks is None and run.max_steps is None  # learned again as it trains
-    # A fresh optimizer and schedule: a resumed optimizer would bring back the old learning rate.
-    assert {path.name for path in Path(run.checkpoint or "").iterdir()} == CHECKPOINT_FILES - {
-        "optimizer.pt",
-        "scheduler.pt",
-    }
+    # A fresh optimizer and schedule from there (a resumed optimizer would bring back the old
+    # learning rate), said by the store: the recorded checkpoint keeps every file.
+    assert run.fresh_optimizer_step == 8
+    assert resume_point(run.checkpoint, run.fresh_optimizer_step) == ResumePoint(run.checkpoint, True)
+    assert {path.name for path in Path(run.checkpoint or "").iterdir()} == CHECKPOINT_FILES
     event = store.events(limit=1, run_id=1)[0]
     assert (event.kind, event.cause) == ("ready", "rf ctl")
     assert event.detail == "retry from chunk 2 (step 8) with training.learning_rate=0.001"
@@ -76,10 +77,24 @@ def test_a_run_that_did_not_fail_is_not_retried(store: ExperimentStore) -> None:
     assert store.run(2).state == "completed"
 
 
+def test_a_retry_interrupted_before_its_mark_leaves_the_recorded_checkpoint_whole(
+    store: ExperimentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(ExperimentStore, "finish_command", killed)
+    with pytest.raises(KeyboardInterrupt):
+        apply(store, 1, {"training": {"learning_rate": 1e-3}, "seed": 0})
+    run = store.run(1)
+    assert {path.name for path in Path(run.checkpoint or "").iterdir()} == CHECKPOINT_FILES
+    assert (run.state, run.config, run.fresh_optimizer_step) == ("failed", CONFIG, None)
+
+
 def test_a_retry_without_changes_resumes_exactly(store: ExperimentStore) -> None:
     assert apply(store, 1, CONFIG) == [
         "run 1: retries from chunk 2 (step 8) with training.learning_rate=0.001"
     ]
     run = store.run(1)
-    assert run.state == "ready" and run.max_steps == 16
+    assert run.state == "ready" and run.max_steps == 16 and run.fresh_optimizer_step is None
     assert {path.name for path in Path(run.checkpoint or "").iterdir()} == CHECKPOINT_FILES

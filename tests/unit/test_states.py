@@ -20,6 +20,7 @@ LEGAL = {
     ("running", "stopped"),  # rf ctl, after the rf run that trained it was killed
     ("running", "deleted"),
     ("ready", "running"),
+    ("ready", "completed"),  # recovery: its last chunk was recorded, its state was not
     ("ready", "stopped"),
     ("ready", "deleted"),
     ("stopped", "ready"),  # resume

@@ -1,4 +1,4 @@
-"""`rf status`: the runs table, recent events, --json, clear errors, and a fast, torch-free import."""
+"""`rf status`: the runs table, recent events, --json, clear errors, and a torch-free import."""
 
 from __future__ import annotations
 
@@ -102,6 +102,24 @@ def test_json_has_runs_and_events(experiments: Path) -> None:
     assert len(data["events"]) == 6
 
 
+def test_waiting_commands_say_what_they_wait_for_and_json_has_their_outcomes(experiments: Path) -> None:
+    with ExperimentStore(experiments / "lora-sweep" / STATE_DB) as store:
+        stop = store.add_command("stop", 1, {}, cause="rf ctl")  # run 1 is training its chunk
+        store.add_command("resume", 2, {}, cause="key")
+        refused = store.add_command("resume", 4, {}, cause="rf ctl")
+        store.finish_command(refused, outcome="refused", error="run 4 is ready; only a stopped run resumes")
+    out = invoke("--dir", str(experiments)).output
+    waiting = out[out.index("waiting commands") :].splitlines()
+    assert waiting[1].endswith("stop run 1  by rf ctl: `rf run` applies it when run 1's chunk in flight ends")
+    next_turn = "`rf run` applies it at its next turn; `rf status` shows its outcome"
+    assert waiting[2].endswith(f"resume run 2  by key: {next_turn}")
+    commands = json.loads(invoke("--dir", str(experiments), "--json").output)["commands"]
+    assert [command["id"] for command in commands["waiting"]] == [stop, stop + 1]
+    assert [(c["id"], c["outcome"], c["error"]) for c in commands["answered"]] == [
+        (refused, "refused", "run 4 is ready; only a stopped run resumes")
+    ]
+
+
 def test_empty_experiment(tmp_path: Path) -> None:
     ExperimentStore(experiment_folder(tmp_path, "empty") / STATE_DB).close()
     result = invoke("--dir", str(tmp_path))
@@ -125,15 +143,12 @@ def test_format_time_shows_the_date_only_for_other_days() -> None:
     assert len(format_time(time.time() - 3 * 86400)) == len("11-24 14:03:27")
 
 
-def test_import_is_fast_and_loads_no_training_library() -> None:
+def test_the_import_loads_no_training_library() -> None:
+    """What keeps `rf status` fast; how fast it answers is measured by benchmarks/cli_startup.py."""
     code = (
-        "import sys, time; start = time.perf_counter(); import rfcli.cli.status; "
-        "elapsed = time.perf_counter() - start; "
-        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow') "
-        "if m in sys.modules]; "
-        "print(elapsed, heavy)"
+        "import sys; import rfcli.cli.status; "
+        "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow', 'omegaconf') "
+        "if m in sys.modules])"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    elapsed, heavy = output.split(" ", 1)
-    assert heavy.strip() == "[]"
-    assert float(elapsed) < 1.0  # about 0.1 s here: typer and rich are most of it
+    assert output.strip() == "[]"

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from rfcli.engine.worker import Worker
 from rfcli.trainers import openmp
 from rfcli.trainers.checkpoints import STAGING_FOLDER
 from rfcli.trainers.openmp import free_thread_team, release_idle_team
+from tests.processes import REPO_ROOT, python_path_with
 from tests.unit.worker_orders import order
 
 
@@ -96,3 +101,46 @@ def test_a_parked_team_is_kept_while_the_machine_is_oversubscribed(monkeypatch: 
     assert not release_idle_team() and not freed
     monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
     assert release_idle_team() and freed
+
+
+PARENT_KILLED_UNDER_ITS_WORKER = """
+import multiprocessing, os, signal, sys, time
+from rfcli.engine.worker import exit_with_parent
+
+def worker(pid_file):
+    exit_with_parent()
+    with open(pid_file + ".part", "w") as out:
+        out.write(str(os.getpid()))
+    os.rename(pid_file + ".part", pid_file)
+    time.sleep(120)  # a chunk that would go on writing into the checkpoint folder
+
+if __name__ == "__main__":
+    multiprocessing.get_context("spawn").Process(target=worker, args=(sys.argv[1],)).start()
+    while not os.path.exists(sys.argv[1]):
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)  # `kill -9` of rf run
+"""
+
+
+def gone(pid: int) -> bool:
+    """Ended, or a zombie nobody reaps (a container's first process may not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_ends_the_moment_its_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_KILLED_UNDER_ITS_WORKER)
+    pid_file = tmp_path / "worker.pid"
+    env = {**os.environ, "PYTHONPATH": python_path_with(REPO_ROOT)}
+    parent = subprocess.run([sys.executable, str(script), str(pid_file)], env=env, timeout=60, check=False)
+    assert parent.returncode == -signal.SIGKILL
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 20
+    while not gone(worker):
+        if time.monotonic() > deadline:
+            os.kill(worker, signal.SIGKILL)
+            raise AssertionError("the worker outlived its killed parent by 20 s")
+        time.sleep(0.05)
