@@ -4,6 +4,7 @@ again once its checkpoint is durable; a full fine-tune stays parked in memory be
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import threading
 from pathlib import Path
@@ -96,3 +97,30 @@ def test_a_parked_team_is_kept_while_the_machine_is_oversubscribed(monkeypatch: 
     assert not release_idle_team() and not freed
     monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
     assert release_idle_team() and freed
+
+
+def test_a_started_worker_guards_progress_bars_without_a_named_semaphore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-chunk (Ctrl-C) would leave a named semaphore behind, and Python's resource
+    tracker would warn of it as `rf run` exits: the bars that datasets and transformers make, hidden
+    or not, must not create one."""
+    import multiprocessing.synchronize
+
+    from tqdm import tqdm
+
+    from rfcli.engine.worker import start_worker
+
+    monkeypatch.delattr(tqdm, "_lock", raising=False)  # as in a fresh worker process
+    made: list[object] = []
+    semaphore = multiprocessing.synchronize.SemLock.__init__
+    monkeypatch.setattr(
+        multiprocessing.synchronize.SemLock,
+        "__init__",
+        lambda self, *args, **kwargs: made.append(self) or semaphore(self, *args, **kwargs),
+    )
+    start_worker(0, str(tmp_path), torch.get_num_threads(), None, lambda reply: None)
+    gc.unfreeze()  # start_worker froze this test process's objects
+    with tqdm(range(3), disable=True) as bar:
+        list(bar)
+    assert made == []
