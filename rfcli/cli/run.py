@@ -135,7 +135,7 @@ def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
             interrupted = True
             view.announce("interrupted: runs in flight resume from their last chunk on the next `rf run`")
         finally:
-            controller.shutdown()
+            controller.shutdown(interrupted)
     failed = [run.id for run in experiment.store.runs() if run.state == "failed"]
     if failed:
         console.print(f"[red]failed runs: {', '.join(map(str, failed))}[/] (see `rf status`)")

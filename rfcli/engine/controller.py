@@ -316,10 +316,12 @@ class Controller:
         if run.mlflow_run_id is not None and run.state in MLFLOW_END_STATUS:
             self.tracker.end_run(run.mlflow_run_id, MLFLOW_END_STATUS[run.state])
 
-    def shutdown(self) -> None:
+    def shutdown(self, interrupted: bool = False) -> None:
         """On Ctrl-C: chunks in flight are lost and their workers stopped at once; their runs resume
-        from the last recorded chunk."""
-        self.flush_mlflow()
+        from the last recorded chunk. MLflow gets what the store recorded unless that means waiting
+        for its store to open (after Ctrl-C during start-up): the next `rf run` sends it then."""
+        if not interrupted or self.tracker.is_open:
+            self.flush_mlflow()
         abandoned = self.placement.in_flight()
         for run_id in abandoned:
             self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
