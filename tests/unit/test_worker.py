@@ -8,6 +8,7 @@ import gc
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -114,12 +115,13 @@ def test_a_started_worker_guards_progress_bars_without_a_named_semaphore(
     monkeypatch.delattr(tqdm, "_lock", raising=False)  # as in a fresh worker process
     made: list[object] = []
     semaphore = multiprocessing.synchronize.SemLock.__init__
-    monkeypatch.setattr(
-        multiprocessing.synchronize.SemLock,
-        "__init__",
-        lambda self, *args, **kwargs: made.append(self) or semaphore(self, *args, **kwargs),
-    )
-    start_worker(0, str(tmp_path), torch.get_num_threads(), None, lambda reply: None)
+
+    def counted(self: object, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        semaphore(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(multiprocessing.synchronize.SemLock, "__init__", counted)
+    start_worker(0, str(tmp_path), torch.get_num_threads(), None, lambda reply: None, parking=0)
     gc.unfreeze()  # start_worker froze this test process's objects
     with tqdm(range(3), disable=True) as bar:
         list(bar)
