@@ -12,11 +12,17 @@ from rfcli.store.layout import STATE_DB, ExperimentLayout
 DEFAULT_EXPERIMENTS_DIR = Path("rf-experiments")
 
 
+MAX_NAME_BYTES = 200
+"""A folder name may have 255 bytes on most filesystems; MLflow's run names add the run's own."""
+
+
 def experiment_folder(experiments_dir: Path, name: str) -> Path:
     """The folder of experiment `name`; the name must be one plain folder name."""
-    if not name or name in {".", ".."} or "/" in name or "\\" in name:
+    plain = name not in {"", ".", ".."} and not any(c in "/\\" or not c.isprintable() for c in name)
+    if not plain or len(name.encode()) > MAX_NAME_BYTES:
         raise ConfigError(
-            f"experiment name '{name}' must be a plain folder name (letters, digits, '-', '_'; no '/')",
+            f"experiment name {name[:MAX_NAME_BYTES]!r} must be a plain folder name of at most "
+            f"{MAX_NAME_BYTES} bytes (letters, digits, '-', '_'; no '/', no control characters)",
             key="name",
         )
     return Path(experiments_dir) / name
