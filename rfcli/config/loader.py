@@ -12,6 +12,7 @@ from yaml import YAMLError
 
 from rfcli.config.errors import ConfigError
 from rfcli.config.search import MARKERS
+from rfcli.paths import mistaken_kind
 
 
 def load_raw_config(path: Path, overrides: list[str]) -> dict[str, Any]:
@@ -36,7 +37,8 @@ def read_config_file(path: Path) -> DictConfig:
             "is a folder; pass the path of an experiment YAML file in it (see configs/)", source=source
         )
     if not path.is_file():
-        raise ConfigError("no such file; pass the path of an experiment YAML (see configs/)", source=source)
+        found = mistaken_kind(path, "a file") or "no such file"
+        raise ConfigError(f"{found}; pass the path of an experiment YAML (see configs/)", source=source)
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:

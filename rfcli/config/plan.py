@@ -138,6 +138,18 @@ def check_one_experiment(runs: list[PlannedRun]) -> None:
     experiment_folder(Path(first.experiments_dir), first.name)
 
 
+def count_runs(raw: dict[str, Any]) -> int | None:
+    """How many runs a file's plan has, counted in milliseconds without making it: the grid's size,
+    or the samples drawn; None when the file cannot say (`compile_plan` then says why)."""
+    search = raw.get("search") or {}
+    if not isinstance(search, dict):
+        return None
+    if search.get("method", "grid") != "grid":
+        samples = search.get("num_samples")
+        return samples if isinstance(samples, int) and samples > 0 else None
+    return count_grid({key: value for key, value in raw.items() if key != "search"})
+
+
 def search_section(search: Any) -> dict[str, Any]:
     """The `search:` section, read before the plan is expanded (it says how): a mapping naming a
     known method, so that a typo in the method is what gets blamed, not what it makes of the rest."""

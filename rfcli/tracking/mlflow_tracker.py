@@ -28,7 +28,9 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rfcli.errors import DamagedFileError
 from rfcli.store.layout import ExperimentLayout
+from rfcli.store.sqlite_files import sqlite_file_problem
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -71,6 +73,32 @@ def remember_tracking_uri(experiment_folder: Path, uri: str) -> None:
         path.unlink(missing_ok=True)
     else:
         path.write_text(uri + "\n", encoding="utf-8")
+
+
+def check_tracking_store(experiment_folder: Path, tracked: list[int]) -> None:
+    """The experiment's local MLflow store is whole, or absent while no run (`tracked`: the ids of
+    runs with an MLflow run) was logged there; MLflow would otherwise make a fresh store in its
+    place, or fail deep inside a later write."""
+    uri = tracking_uri_for(experiment_folder)
+    if not uri.startswith(SQLITE_PREFIX):
+        return
+    path = Path(uri.removeprefix(SQLITE_PREFIX))
+    problem = sqlite_file_problem(path) if path.exists() else "is missing" if tracked else None
+    if problem is None:
+        return
+    if not tracked:
+        what_to_do = "no run was logged there yet: move it away, and rf makes a new one"
+    else:
+        runs = f"run {tracked[0]}" if len(tracked) == 1 else f"runs {', '.join(map(str, tracked))}"
+        recover = f", or recover what SQLite can still read (`sqlite3 {path.name} '.recover' | sqlite3 x.db`)"
+        readable = path.exists() and path.stat().st_size > 0
+        what_to_do = (
+            f"it holds the MLflow history of {runs}, so rf will not make a new one there: restore it from "
+            f"a backup{recover if readable else ''}; every metric is also in the state store (rf status)"
+        )
+    raise DamagedFileError(
+        f"the MLflow store {path} {problem}; {what_to_do}", problem=f"{path.name} {problem}"
+    )
 
 
 def mlflow_key(key: str) -> str:
