@@ -2,7 +2,8 @@
 
 `main()` catches `UserError` and prints it without a traceback; each kind says what went wrong
 in the user's words. `ConfigError` (in `rfcli.config.errors`) is the kind for an experiment file,
-an override or what they name; `NotFoundError` for an experiment that does not exist.
+an override or what they name; `NotFoundError` for an experiment that does not exist;
+`DamagedFileError` for a file of an experiment that rf cannot read.
 """
 
 from __future__ import annotations
@@ -28,3 +29,14 @@ class UserError(Exception):
 
 class NotFoundError(UserError):
     """A named thing (an experiment, a run) does not exist; the message lists what does."""
+
+
+class DamagedFileError(UserError):
+    """A file rf keeps for an experiment (its state store, its MLflow store) is damaged or missing
+    where it must be: the message names the file and what can be done. rf never replaces it with a
+    fresh one, which would make finished runs read as never run."""
+
+    def __init__(self, message: str, *, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        """The file and what is wrong with it, in a few words: 'state.db is empty (0 bytes)'."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 
 import typer
@@ -38,6 +40,7 @@ def rf() -> None:
 def main(args: list[str] | None = None) -> None:
     """Entry point: a user error prints one clear line per problem and exits 2, never a traceback;
     so does a failure of the machine (a full disk), with exit status 75: try again once it is fixed."""
+    atexit.register(leave_objects_to_the_system)
     try:
         app(args=args, prog_name="rf")
     except UserError as error:
@@ -51,3 +54,11 @@ def main(args: list[str] | None = None) -> None:
             raise
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(fault)}")
         sys.exit(PAUSED_EXIT)
+
+
+def leave_objects_to_the_system() -> None:
+    """Run last at exit (atexit runs the first registered last): Python's final garbage collections
+    would walk every object the trainer stack made (torch, transformers, TRL, MLflow), 3 to 4 s on
+    2 cores and far longer under load, after rf's last line. Frozen, they are left out of those
+    collections; the process ends and the system frees them at once."""
+    gc.freeze()

@@ -104,7 +104,7 @@ def send(
     warm: bool = False,
 ) -> None:
     layout = ExperimentLayout(find_experiment(experiment, search_dir=experiments_dir))
-    with ExperimentStore(layout.state_db) as store:
+    with ExperimentStore(layout.state_db, create=False) as store:
         try:
             command_id = submit(store, verb, run_id, cause=CAUSE, overrides=overrides, warm=warm)
         except CommandRefused as refusal:

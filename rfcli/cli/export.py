@@ -12,6 +12,7 @@ import typer
 
 from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.errors import UserError
+from rfcli.paths import folder_problem
 from rfcli.results.experiment import ExperimentResults, RunResult, load_results
 from rfcli.store.checksums import DamagedCheckpoint, resume_point
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
@@ -56,8 +57,11 @@ def export_command(
         raise UserError("give a RUN_ID or --best (not both)")
     if (metric is not None or mode is not None) and not best:
         raise UserError("--metric and --mode rank the runs for --best; with a RUN_ID leave them out")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} already exists and is not an empty folder; give a new folder")
+    problem = folder_problem(out)
+    if problem is not None:
+        raise UserError(f"cannot export to {out}: {problem}; give another folder with --out")
     results = load_results(find_experiment(experiment, search_dir=experiments_dir))
     if run_id is None:
         chosen = best_run(results, metric or DEFAULT_METRIC, mode)
@@ -68,7 +72,12 @@ def export_command(
     from rfcli.results.export import export_run
 
     quiet_libraries()
-    what = export_run(chosen.run, checkpoint, out, merge)
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # only now: a refusal above leaves nothing behind
+        what = export_run(chosen.run, checkpoint, out, merge)
+    except OSError as error:  # a file system that refuses (read-only, full, not permitted)
+        where = f" ({error.filename})" if error.filename else ""
+        raise UserError(f"cannot export run {chosen.run.id} to {out}: {error.strerror}{where}") from None
     loader = (
         "AutoModelForCausalLM"
         if merge or chosen.run.config.get("lora") is None

@@ -11,9 +11,9 @@ from pathlib import Path
 from rich.table import Table
 
 from rfcli.cli.options import DirOption
-from rfcli.errors import NotFoundError
+from rfcli.errors import DamagedFileError, NotFoundError
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_names
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, check_experiments_dir, experiment_names
 from rfcli.store.layout import ExperimentLayout
 from rfcli.ui.tables import format_time, output_console, state_counts
 
@@ -28,6 +28,7 @@ class ExperimentLine:
 
 def ls_command(experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR) -> None:
     """List every experiment in the experiments folder: its runs by state and its last activity."""
+    check_experiments_dir(experiments_dir)
     if not experiments_dir.is_dir():
         raise NotFoundError(f"no experiments folder {experiments_dir} ({experiments_dir.resolve()})")
     lines = [experiment_line(experiments_dir / name) for name in experiment_names(experiments_dir)]
@@ -39,9 +40,13 @@ def ls_command(experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR) -> None:
 
 
 def experiment_line(folder: Path) -> ExperimentLine:
-    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
-        runs = store.runs()
-        events = store.events(limit=1)
+    """One experiment's line; a damaged one says so, and the others are listed all the same."""
+    try:
+        with ExperimentStore(ExperimentLayout(folder).state_db, create=False) as store:
+            runs = store.runs()
+            events = store.events(limit=1)
+    except DamagedFileError as damaged:
+        return ExperimentLine(folder.name, f"damaged: {damaged.problem}", None)
     times = [run.updated_at for run in runs] + [event.time for event in events]
     return ExperimentLine(folder.name, state_counts(runs) or "no runs", max(times, default=None))
 

@@ -10,6 +10,7 @@ import typer
 
 from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.errors import UserError
+from rfcli.paths import folder_problem
 from rfcli.results.experiment import load_results
 from rfcli.results.settings import settings_label
 from rfcli.results.summary import BEST_BY, summary_markdown
@@ -36,13 +37,19 @@ def report_command(
     if not any(result.curves.get("loss") for result in results.runs):
         raise UserError(f"nothing to draw yet: no run of experiment '{results.name}' has logged a loss")
     out = folder / "report" if out is None else out
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
+    problem = folder_problem(out)
+    if problem is not None:
+        raise UserError(f"cannot write the report to {out}: {problem}; give another folder with --out")
     from rfcli.results.figure import loss_figure
 
-    out.mkdir(parents=True, exist_ok=True)
-    loss_figure(results).savefig(out / PICTURE, dpi=110)
-    (out / SUMMARY).write_text(summary_markdown(results, PICTURE), encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        loss_figure(results).savefig(out / PICTURE, dpi=110)
+        (out / SUMMARY).write_text(summary_markdown(results, PICTURE), encoding="utf-8")
+    except OSError as error:  # a file system that refuses (read-only, full, not permitted)
+        raise UserError(
+            f"cannot write the report to {out}: {error.strerror}; give another folder with --out"
+        ) from None
     typer.echo(f"wrote {out / PICTURE} and {out / SUMMARY} ({len(results.runs)} runs)")
     ranked = results.ranked(BEST_BY, "min")
     if ranked:

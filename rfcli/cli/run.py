@@ -136,7 +136,7 @@ def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
             interrupted = True
             view.announce("interrupted: runs in flight resume from their last chunk on the next `rf run`")
         finally:
-            controller.shutdown()
+            controller.shutdown(interrupted)
     if controller.paused is not None:
         console.print(f"[yellow]{escape(describe_pause(controller.paused))}[/]")
         raise typer.Exit(PAUSED_EXIT)

@@ -35,7 +35,7 @@ def status_command(
 ) -> None:
     """Show every run of an experiment: state, chunk progress, step, latest losses, recent events."""
     folder = find_experiment(experiment, search_dir=experiments_dir)
-    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+    with ExperimentStore(ExperimentLayout(folder).state_db, create=False) as store:
         runs = store.runs()
         latest = {run.id: store.latest_metrics(run.id) for run in runs}
         events = notable_events(store, RECENT_EVENTS)

@@ -34,10 +34,15 @@ def ui_command(
     port: PortOption = 5000,
 ) -> None:
     """Serve the MLflow UI for EXPERIMENT on http://127.0.0.1:PORT until Ctrl-C."""
+    from rfcli.store.database import ExperimentStore
     from rfcli.store.experiments import find_experiment
-    from rfcli.tracking.mlflow_tracker import tracking_uri_for
+    from rfcli.store.layout import ExperimentLayout
+    from rfcli.tracking.mlflow_tracker import check_tracking_store, tracking_uri_for
 
     folder = find_experiment(experiment, search_dir=experiments_dir)
+    with ExperimentStore(ExperimentLayout(folder).state_db, create=False) as store:
+        tracked = [run.id for run in store.runs() if run.mlflow_run_id]
+    check_tracking_store(folder, tracked)  # MLflow's UI would make a fresh store in a damaged one's place
     tracking_uri = tracking_uri_for(folder)
     console = Console(soft_wrap=True)
     if tracking_uri.startswith(REMOTE_URI_PREFIXES):

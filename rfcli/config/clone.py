@@ -11,7 +11,7 @@ from rfcli.config.hardware import shared_precision_errors
 from rfcli.config.loader import apply_overrides
 from rfcli.config.plan import PlannedRun, build_run_config
 from rfcli.config.schema import ExperimentConfig
-from rfcli.config.search import grid_configs
+from rfcli.config.search import count_grid
 from rfcli.config.typed import to_typed_config
 from rfcli.gpus import machine_gpus
 
@@ -38,7 +38,7 @@ def clone_config(
     resolved = OmegaConf.to_container(apply_overrides(config, overrides, source), resolve=True)
     assert isinstance(resolved, dict)
     merged = {str(key): value for key, value in resolved.items()}
-    if len(grid_configs(merged)) != 1:
+    if count_grid(merged) != 1:
         raise ConfigError("a clone is one run: give plain values, not search axes", source=source)
     try:
         clone = build_run_config(merged)

@@ -16,9 +16,10 @@ class ConfigError(UserError):
         return self if self.source else ConfigError(self.message, source=source, key=self.key)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close (a similarity of
+    `cutoff` or more, from 0 to 1)."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -48,12 +49,13 @@ class ConfigErrors(ConfigError):
 
 def raise_all(errors: Iterable[ConfigError]) -> None:
     """Raise the errors found, once each: the one error itself, or all of them together."""
-    unique = list({str(part): part for error in errors for part in _parts(error)}.values())
+    unique = list({str(part): part for error in errors for part in each_problem(error)}.values())
     if len(unique) == 1:
         raise unique[0]
     if unique:
         raise ConfigErrors(unique)
 
 
-def _parts(error: ConfigError) -> list[ConfigError]:
+def each_problem(error: ConfigError) -> list[ConfigError]:
+    """The problems an error holds: its own, or each of several reported together."""
     return error.errors if isinstance(error, ConfigErrors) else [error]

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rfcli.config.errors import ConfigError, raise_all
+from rfcli.config.errors import ConfigError, did_you_mean, each_problem, raise_all
 from rfcli.config.hardware import hardware_notes, shared_precision_errors
 from rfcli.config.loader import load_raw_config
 from rfcli.config.policy import check_policy
-from rfcli.config.schema import ExperimentConfig
-from rfcli.config.search import check_axes, grid_configs, random_configs
-from rfcli.config.typed import normalize_shorthands, schema_errors, to_typed_config, without_keys
+from rfcli.config.schema import SEARCH_METHODS, ExperimentConfig
+from rfcli.config.search import COUNT_CAP, check_axes, count_grid, grid_configs, random_configs
+from rfcli.config.typed import normalize_shorthands, schema_errors, to_typed_config, type_error, without_keys
 from rfcli.config.validate import run_config_errors
 from rfcli.gpus import machine_gpus
+from rfcli.store.experiments import experiment_folder
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
     source = str(path)
     try:
         raw = load_raw_config(path, overrides)
-        search = raw.get("search") or {}
-        method = search.get("method", "grid") if isinstance(search, dict) else "grid"
+        search = search_section(raw.get("search"))
+        method = search.get("method", "grid")
         space = {key: value for key, value in raw.items() if key != "search"}
         check_axes(space, method)
         if method == "random":
@@ -73,14 +74,20 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
                 raise ConfigError(
                     "random search needs num_samples: a positive integer", key="search.num_samples"
                 )
+            if num_samples > MAX_RUNS:
+                raise ConfigError(
+                    f"asks for {num_samples:,} runs; a plan holds at most {MAX_RUNS:,}",
+                    key="search.num_samples",
+                )
             concrete = random_configs(space, num_samples, seed=int(raw.get("seed", 42)))
         else:
-            if isinstance(search, dict) and search.get("num_samples") is not None:
+            if search.get("num_samples") is not None:
                 raise ConfigError(
                     "num_samples is for random search; grid search runs every combination "
                     "(set search.method: random to draw num_samples of them)",
                     key="search.num_samples",
                 )
+            check_plan_size(count_grid(space))
             concrete = grid_configs(space)
         runs, errors = [], []
         for index, values in enumerate(concrete, start=1):
@@ -90,6 +97,7 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
             except ConfigError as error:
                 errors.append(error)
         raise_all(errors)
+        check_one_experiment(runs)
         gpus = machine_gpus()
         raise_all(shared_precision_errors(runs, gpus))
         check_policy(raw.get("policy"), runs[0].config.policy, {run.id: run.flat() for run in runs})
@@ -97,6 +105,66 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
         return RunPlan(source=source, runs=runs, notes=tuple(notes))
     except ConfigError as error:
         raise error.located(source) from None
+
+
+MAX_RUNS = 1_000
+"""Runs one plan may hold: each is validated with TRL's config class when the plan compiles (tens
+of milliseconds), stored, and shown in the live table."""
+
+
+def check_plan_size(count: int) -> None:
+    """Refuse a grid bigger than `MAX_RUNS` before making any of its configs (10 axes of 10 values
+    are 10**10 runs from a file of a few lines)."""
+    if count > MAX_RUNS:
+        said = f"more than {COUNT_CAP:,}" if count > COUNT_CAP else f"{count:,}"
+        raise ConfigError(
+            f"the search space gives {said} runs (each grid axis multiplies them); a plan holds at most "
+            f"{MAX_RUNS:,}: narrow the grid, or draw some of it with search.method: random and num_samples"
+        )
+
+
+EXPERIMENT_SETTINGS = ("name", "experiments_dir", "tracking_uri")
+
+
+def check_one_experiment(runs: list[PlannedRun]) -> None:
+    """Every run of a plan goes into one experiment, under a name that `rf run` can make a folder
+    of: what `rf plan` shows, `rf run` then takes."""
+    for key in EXPERIMENT_SETTINGS:
+        if len({json.dumps(run.raw.get(key)) for run in runs}) > 1:
+            raise ConfigError(
+                "one experiment holds the whole sweep: give a plain value, not a search axis", key=key
+            )
+    first = runs[0].config
+    experiment_folder(Path(first.experiments_dir), first.name)
+
+
+def count_runs(raw: dict[str, Any]) -> int | None:
+    """How many runs a file's plan has, counted in milliseconds without making it: the grid's size,
+    or the samples drawn; None when the file cannot say (`compile_plan` then says why)."""
+    search = raw.get("search") or {}
+    if not isinstance(search, dict):
+        return None
+    if search.get("method", "grid") != "grid":
+        samples = search.get("num_samples")
+        return samples if isinstance(samples, int) and samples > 0 else None
+    return count_grid({key: value for key, value in raw.items() if key != "search"})
+
+
+def search_section(search: Any) -> dict[str, Any]:
+    """The `search:` section, read before the plan is expanded (it says how): a mapping naming a
+    known method, so that a typo in the method is what gets blamed, not what it makes of the rest."""
+    if search is None:
+        return {}
+    if not isinstance(search, dict):
+        raise type_error("search", search) or ConfigError("expected a mapping of settings", key="search")
+    method = search.get("method", "grid")
+    if method not in SEARCH_METHODS:
+        raise ConfigError(
+            f"expected one of {', '.join(SEARCH_METHODS)}, got {method!r}"
+            f"{did_you_mean(str(method), SEARCH_METHODS)}",
+            key="search.method",
+        )
+    return search
 
 
 def build_run_config(raw: dict[str, Any]) -> ExperimentConfig:
@@ -111,10 +179,17 @@ def build_run_config(raw: dict[str, Any]) -> ExperimentConfig:
     try:
         config = to_typed_config(rest)
     except ConfigError as error:
-        raise_all([*rejected, error])
+        raise_all([*rejected, *without_follow_ons(error, rejected)])
         raise
     raise_all([*rejected, *run_config_errors(config)])
     return config
+
+
+def without_follow_ons(error: ConfigError, rejected: list[ConfigError]) -> list[ConfigError]:
+    """`error`'s problems, less those inside a setting already rejected (a `data.train: 5` set
+    aside leaves `data.train.source` missing: saying so too would blame the wrong thing)."""
+    prefixes = tuple(f"{bad.key}." for bad in rejected if bad.key)
+    return [part for part in each_problem(error) if not (part.key and part.key.startswith(prefixes))]
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

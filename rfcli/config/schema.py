@@ -11,6 +11,8 @@ from typing import Any
 from rfcli.config.kinds import TRAINERS
 
 SEARCH_METHODS = ("grid", "random")
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy's generators take (`seed`, `shuffle_seed`)."""
 
 
 @dataclass
@@ -199,6 +201,9 @@ class ExperimentConfig:
             problems.append(f"search.method: expected grid or random, got '{self.search.method}'")
         if self.num_chunks < 1:
             problems.append(f"num_chunks: expected an integer >= 1, got {self.num_chunks}")
+        if not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed: expected an integer from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}")
+        problems.extend(self.source_problems())
         if self.data.eval_fraction is not None and not 0 < self.data.eval_fraction < 1:
             problems.append(
                 f"data.eval_fraction: expected a number between 0 and 1, got {self.data.eval_fraction}"
@@ -213,6 +218,22 @@ class ExperimentConfig:
         if problems:
             raise ValueError("\n".join(problems))
         self.experiments_dir = os.path.expanduser(self.experiments_dir)
+
+    def source_problems(self) -> list[str]:
+        problems = []
+        for split, source in (("train", self.data.train), ("eval", self.data.eval)):
+            if source is not None and source.select is not None and source.select < 1:
+                problems.append(f"data.{split}.select: expected an integer >= 1 or null, got {source.select}")
+            if (
+                source is not None
+                and source.shuffle_seed is not None
+                and not 0 <= source.shuffle_seed <= MAX_SEED
+            ):
+                problems.append(
+                    f"data.{split}.shuffle_seed: expected an integer from 0 to {MAX_SEED} (2**32 - 1) "
+                    f"or null, got {source.shuffle_seed}"
+                )
+        return problems
 
     def eval_problems(self) -> list[str]:
         problems = []

@@ -42,6 +42,7 @@ def check_axes(node: Any, method: str, path: str = "") -> None:
     marker = axis_marker(node)
     if marker is None:
         check_marker_typo(node, path)
+        check_marker_alone(node, path)
         children = (
             node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         )
@@ -64,16 +65,35 @@ def check_axes(node: Any, method: str, path: str = "") -> None:
         )
 
 
+MARKER_TYPO_SIMILARITY = 0.7
+"""How close to a marker a key must be to read as its typo: 'gird' (0.75 to grid) is, the setting
+'train' (0.67 to randint) is not."""
+
+
 def check_marker_typo(node: Any, path: str) -> None:
     """`{gird: [...]}` is meant as an axis, not as a mapping value with a key 'gird'."""
     if isinstance(node, dict) and len(node) == 1:
         ((key, values),) = node.items()
-        hint = did_you_mean(str(key), MARKERS)
+        hint = did_you_mean(str(key), MARKERS, cutoff=MARKER_TYPO_SIMILARITY)
         if hint and isinstance(values, list):
             raise ConfigError(
                 f"'{key}' is not a search marker{hint}; markers are {', '.join(MARKERS)}",
                 key=join_key(path, key),
             )
+
+
+def check_marker_alone(node: Any, path: str) -> None:
+    """`{grid: [...], values: 3}` is meant as an axis, but an axis is a mapping of its marker alone."""
+    if not isinstance(node, dict) or len(node) < 2:
+        return
+    marker = next((key for key in node if key in MARKERS and isinstance(node[key], list)), None)
+    if marker is not None:
+        others = ", ".join(f"'{key}'" for key in node if key != marker)
+        raise ConfigError(
+            f"a search axis is a mapping with its marker alone ({{{marker}: [...]}}), but this one also "
+            f"has {others}: remove it, or move it out of the axis",
+            key=path or None,
+        )
 
 
 def _check_range(marker: str, values: Any, where: str) -> None:
@@ -85,6 +105,23 @@ def _check_range(marker: str, values: Any, where: str) -> None:
         raise ConfigError(f"expected low > 0 for a log-uniform range, got {values!r}", key=where)
     if marker == "randint" and not all(isinstance(v, int) for v in values):
         raise ConfigError(f"expected two integers, got {values!r}", key=where)
+
+
+COUNT_CAP = 10**18
+"""Counts stop growing here: a hostile file's product of axes could have thousands of digits."""
+
+
+def count_grid(node: Any) -> int:
+    """How many concrete values `grid_configs(node)` gives, counted without making them (at most
+    `COUNT_CAP + 1`): an axis adds its options' counts, a mapping or list multiplies its parts'."""
+    marker = axis_marker(node)
+    if marker is not None:
+        return min(COUNT_CAP + 1, sum(count_grid(option) for option in node[marker]))
+    parts = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    count = 1
+    for part in parts:
+        count = min(COUNT_CAP + 1, count * count_grid(part))
+    return count
 
 
 def grid_configs(node: Any) -> list[Any]:

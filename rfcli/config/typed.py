@@ -6,11 +6,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import re
+import types
+import typing
 from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from rfcli.config.errors import ConfigError, did_you_mean, join_key, raise_all
 from rfcli.config.schema import ExperimentConfig
@@ -82,7 +85,9 @@ def _merge_errors(schema: DictConfig, value: Any, path: list[str]) -> Iterator[C
             if error is not None:
                 inner = error.key.rpartition(".")[2] if error.key else None
                 where = join_key(".".join(path), index)
-                found.append(ConfigError(error.message, key=join_key(where, inner) if inner else where))
+                key = join_key(where, inner) if inner else where
+                given = item.get(inner, error) if inner and isinstance(item, dict) else item
+                found.append(type_error(key, given) or ConfigError(error.message, key=key))
     yield from found or [whole]
 
 
@@ -95,12 +100,83 @@ def _merge_error(schema: DictConfig, value: Any, path: list[str]) -> ConfigError
         OmegaConf.merge(schema, nested)
     except MissingMandatoryValue:  # reported once the whole file is merged
         return None
+    except ValidationError as error:  # a value of the wrong type: said in the schema's words
+        key = str(error.full_key or "") or ".".join(path)
+        return type_error(key, _setting(nested, key, error)) or schema_error(error)
     except OmegaConfBaseException as error:
         return schema_error(error)
     except TypeError:  # OmegaConf's "Cannot merge incompatible container types": a list for a mapping
         wanted = "a list" if isinstance(value, dict) else "a mapping of settings (key: value)"
         return ConfigError(f"expected {wanted}, got {value!r:.60}", key=".".join(path) or None)
     return None
+
+
+def type_error(key: str, given: Any) -> ConfigError | None:
+    """'expected an integer, got 'many'' for the setting at `key`, from its type in the schema;
+    None when the schema does not say (a setting TRL or PEFT checks), or the value is not known
+    (`given` is the OmegaConf error then)."""
+    expected = expected_type(key)
+    if expected is None or isinstance(given, OmegaConfBaseException):
+        return None
+    return ConfigError(f"expected {expected}, got {given!r:.60}", key=key)
+
+
+def expected_type(key: str) -> str | None:
+    """What the schema takes at a dotted key ('rewards[0].weight'), in words."""
+    annotation = field_type(key)
+    if annotation is None:
+        return None
+    optional = type(None) in typing.get_args(annotation)
+    base = _required(annotation)
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(base)
+    if words is None and typing.get_origin(base) is list:
+        words = "a list"
+    elif words is None and (typing.get_origin(base) is dict or dataclasses.is_dataclass(base)):
+        words = "a mapping of settings (key: value)"
+    if words is None:
+        return None
+    return f"{words} or null" if optional else words
+
+
+def _setting(config: Any, key: str, missing: Any) -> Any:
+    """The value at a dotted key ('policy.rungs[1]') of plain containers, or `missing`."""
+    node = config
+    for part in _key_parts(key):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return missing
+    return node
+
+
+def _key_parts(key: str) -> list[str]:
+    """'rewards[0].weight' -> ['rewards', '0', 'weight']."""
+    return re.findall(r"[^.\[\]]+", key)
+
+
+def field_type(key: str) -> Any:
+    """The schema's annotation of the setting at a dotted key, list items by index; None when the
+    schema has no such setting (or leaves it to TRL or PEFT: a key inside `training`, `lora`)."""
+    annotation: Any = ExperimentConfig
+    for part in _key_parts(key):
+        base = _required(annotation)
+        if part.isdigit() and typing.get_origin(base) is list:
+            annotation = typing.get_args(base)[0]
+        elif dataclasses.is_dataclass(base) and isinstance(base, type):
+            annotation = typing.get_type_hints(base).get(part)
+        else:
+            return None
+        if annotation is None:
+            return None
+    return annotation
+
+
+def _required(annotation: Any) -> Any:
+    """`X` of `X | None`."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return args[0] if typing.get_origin(annotation) in (typing.Union, types.UnionType) else annotation
 
 
 def normalize_shorthands(raw: dict[str, Any]) -> dict[str, Any]:
@@ -132,24 +208,7 @@ def schema_error(error: OmegaConfBaseException) -> ConfigError:
 
 def schema_fields(path: str) -> list[str]:
     """Field names of the schema dataclass at a dotted path ('' is the top)."""
-    cls: Any = ExperimentConfig
-    for part in filter(None, path.split(".")):
-        field_types = {f.name: f.type for f in dataclasses.fields(cls)}
-        name = str(field_types.get(part, ""))
-        cls = next((c for c in _SCHEMA_CLASSES if c.__name__ in name), None)
-        if cls is None:
-            return []
+    cls = _required(field_type(path)) if path else ExperimentConfig
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        return []
     return [f.name for f in dataclasses.fields(cls)]
-
-
-def _schema_classes() -> list[type]:
-    from rfcli.config import schema
-
-    return [
-        value
-        for value in vars(schema).values()
-        if dataclasses.is_dataclass(value) and isinstance(value, type)
-    ]
-
-
-_SCHEMA_CLASSES = _schema_classes()

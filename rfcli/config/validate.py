@@ -20,6 +20,7 @@ from rfcli.config.kinds import kind_errors
 from rfcli.config.schema import FILE_FORMATS, DataSource, ExperimentConfig, metric_key
 from rfcli.config.training import training_arguments, training_errors
 from rfcli.gpus import machine_gpus
+from rfcli.paths import mistaken_kind
 
 
 def run_config_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
@@ -97,7 +98,15 @@ def validate_source(source: DataSource, key: str) -> None:
     """Local files must exist and callables must import; hub names are checked when loaded."""
     spec = source.source
     if spec.endswith(tuple(FILE_FORMATS)):
-        if not Path(spec).is_file():
-            raise ConfigError(f"no such data file '{spec}' (relative paths start from {Path.cwd()})", key=key)
+        check_data_file(spec, key)
     elif ":" in spec:
         resolve_callable(spec, key=key)
+
+
+def check_data_file(spec: str, key: str) -> None:
+    """A local data file is a file: a folder, a named pipe or a link to nothing is named as such."""
+    mistaken = mistaken_kind(Path(spec), "a file")
+    if mistaken is not None:
+        raise ConfigError(f"data file '{spec}' {mistaken}; give the path of a data file", key=key)
+    if not Path(spec).is_file():
+        raise ConfigError(f"no such data file '{spec}' (relative paths start from {Path.cwd()})", key=key)

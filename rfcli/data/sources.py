@@ -11,6 +11,7 @@ from rfcli.config.callables import call_user_function, resolve_callable
 from rfcli.config.errors import ConfigError
 from rfcli.config.kinds import trainer_kind
 from rfcli.config.schema import FILE_FORMATS
+from rfcli.config.validate import check_data_file
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -71,17 +72,33 @@ def load_source(source: DataSource, key: str) -> Dataset:
 def load_file(spec: str, file_format: str, kwargs: dict[str, Any], key: str) -> Dataset:
     import datasets
 
-    if not Path(spec).is_file():
-        raise ConfigError(
-            f"no such data file '{spec}' (relative paths start from {Path.cwd()})", key=f"{key}.source"
-        )
+    check_data_file(spec, f"{key}.source")
     if Path(spec).stat().st_size == 0:
         raise ConfigError(f"data file '{spec}' is empty", key=f"{key}.source")
+    if file_format == "text" and first_line_is_json(Path(spec)):
+        raise ConfigError(
+            f"'{spec}' is read as plain text, one 'text' row per line, but its lines are JSON objects: "
+            f"name it {Path(spec).with_suffix('.jsonl').name} to read their fields as columns",
+            key=f"{key}.source",
+        )
     try:
         loaded = datasets.load_dataset(file_format, data_files=spec, split="train", **kwargs)
     except datasets.exceptions.DatasetGenerationError as error:  # the parser's own message is in the cause
         raise ConfigError(f"cannot read '{spec}': {error.__cause__ or error}", key=f"{key}.source") from None
     return as_dataset(loaded, spec, key)
+
+
+def first_line_is_json(path: Path) -> bool:
+    """Whether the file's first line that holds anything is a JSON object (JSON lines misnamed);
+    at most 64 KiB of it is read."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        first = ""
+        while not first.strip() and (line := lines.readline(1 << 16)):
+            first = line
+    try:
+        return isinstance(json.loads(first), dict)
+    except ValueError:
+        return False
 
 
 def call_builder(spec: str, kwargs: dict[str, Any], key: str) -> Dataset:

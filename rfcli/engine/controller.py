@@ -324,13 +324,16 @@ class Controller:
         while self.unsynced:
             self.mlflow.flush(self.unsynced.pop())
 
-    def shutdown(self) -> None:
+    def shutdown(self, interrupted: bool = False) -> None:
         """On Ctrl-C: chunks in flight are lost and their workers stopped at once; their runs resume
         from the last recorded chunk. On a full disk, what cannot be written now the next `rf run`
-        recovers (it puts runs left running back to their last recorded chunk, and resyncs MLflow)."""
+        recovers (it puts runs left running back to their last recorded chunk, and resyncs MLflow).
+        MLflow gets what the store recorded unless that means waiting for its store to open (after
+        Ctrl-C during start-up): the next `rf run` sends it then."""
         abandoned = self.placement.in_flight()
         try:
-            self.flush_mlflow()
+            if not interrupted or self.tracker.is_open:
+                self.flush_mlflow()
             for run_id in abandoned:
                 self.store.set_state(run_id, "ready", cause="interrupted", detail="rf run was stopped")
         except Exception as error:

@@ -10,13 +10,20 @@ from typing import Any
 
 from rfcli.config.errors import ConfigError
 from rfcli.config.loader import load_raw_config
-from rfcli.config.plan import RunPlan
+from rfcli.config.plan import RunPlan, count_runs
 from rfcli.config.policy import POLICY_META
+from rfcli.errors import UserError
+from rfcli.paths import folder_problem
 from rfcli.store.database import ExperimentStore
-from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder, store_expected
 from rfcli.store.layout import ExperimentLayout
 from rfcli.store.states import UNFINISHED
-from rfcli.tracking.mlflow_tracker import MlflowTracker, remember_tracking_uri, tracking_uri_for
+from rfcli.tracking.mlflow_tracker import (
+    MlflowTracker,
+    check_tracking_store,
+    remember_tracking_uri,
+    tracking_uri_for,
+)
 
 RUN_NAME_LIMIT = 80
 
@@ -47,6 +54,14 @@ def named_folder(path: Path, overrides: list[str]) -> Path | None:
     return None
 
 
+def planned_runs(path: Path, overrides: list[str]) -> int | None:
+    """How many runs the file's plan has, counted in milliseconds like `named_folder` reads."""
+    try:
+        return count_runs(load_raw_config(path, overrides))
+    except ConfigError:
+        return None
+
+
 def plan_folder(run_plan: RunPlan) -> Path:
     """The folder of the plan's experiment (which may not exist yet)."""
     first = run_plan.runs[0].config
@@ -59,29 +74,40 @@ def plan_folder(run_plan: RunPlan) -> Path:
 def make_folder(run_plan: RunPlan) -> Path:
     """Create the plan's experiment folder (once its inputs are checked); a bad place is the user's error."""
     folder = plan_folder(run_plan)
+    problem = folder_problem(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # experiments_dir is a file, or a folder rf may not write to
+        if problem is None:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a full disk, a file system that refuses the name
+        problem = error.strerror
+    if problem is not None:  # experiments_dir is a file, a link to nothing, or a folder rf may not write to
         raise ConfigError(
-            f"cannot make the experiment folder {folder}: {error.strerror}",
+            f"cannot make the experiment folder {folder}: {problem}",
             source=run_plan.source,
             key="experiments_dir",
-        ) from None
+        )
     return folder
 
 
 def open_experiment(run_plan: RunPlan) -> Experiment:
-    """Create the experiment's folder and runs, or reopen it when the same plan ran before."""
+    """Create the experiment's folder and runs, or reopen it when the same plan ran before. A store
+    is made only in a folder that never had one: where the experiment left checkpoints or MLflow's
+    store, its state store must be there, and whole."""
     first = run_plan.runs[0].config
     folder = plan_folder(run_plan)
     folder.mkdir(parents=True, exist_ok=True)
+    store = ExperimentStore(ExperimentLayout(folder).state_db, create=not store_expected(folder))
+    existing = {run.id: run for run in store.runs()}
+    try:
+        check_tracking_store(folder, [run.id for run in existing.values() if run.mlflow_run_id])
+        if existing:
+            check_same_plan(run_plan, existing, folder)
+    except UserError:
+        store.close()
+        raise
     if first.tracking_uri:
         remember_tracking_uri(folder, first.tracking_uri)
-    store = ExperimentStore(ExperimentLayout(folder).state_db)
-    existing = {run.id: run for run in store.runs()}
-    if existing:
-        check_same_plan(run_plan, existing, folder)
-    else:
+    if not existing:
         varying = run_plan.varying_keys()
         for run in run_plan.runs:
             store.add_run(

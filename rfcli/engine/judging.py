@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rfcli.config.errors import did_you_mean
 from rfcli.config.plan import flatten
 from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.config.schema import PolicyConfig
@@ -30,9 +31,7 @@ def make_policy(config: PolicyConfig, runs: list[RunRecord]) -> Policy | None:
         return SuccessiveHalving(config.metric, config.mode, config.eta, rungs, config.name == "sha")
     if config.name == "pbt":
         planned = [flatten(run.config) for run in runs if run.parent_id is None]
-        choices = {
-            key: sorted({float(flat[key]) for flat in planned if key in flat}) for key in config.perturb
-        }
+        choices = {key: sorted({flat[key] for flat in planned if key in flat}) for key in config.perturb}
         seed = int(runs[0].config.get("seed", 0)) if runs else 0
         return PopulationBasedTraining(
             config.metric,
@@ -56,6 +55,8 @@ class Judge:
         self.tracker = tracker
         self.config = policy_from_json(store.get_meta(POLICY_META))
         self.policy = make_policy(self.config, store.runs())
+        self.said_unrecorded = False
+        """Whether this `rf run` said that a run recorded no value of the policy's metric."""
 
     def after_chunk(self) -> list[str]:
         """Record the decisions the recorded values call for now; one line per acting decision."""
@@ -71,7 +72,19 @@ class Judge:
             if decision.acts:
                 prefix = "policy (dry run)" if self.config.dry_run else "policy"
                 lines.append(f"run {decision.run_id}: {prefix}: {decision.reason}")
+            elif decision.value is None and not self.said_unrecorded:
+                self.said_unrecorded = True
+                lines.append(self.unrecorded(decision))
         return lines
+
+    def unrecorded(self, decision: Decision) -> str:
+        """A policy that cannot see its metric acts on nothing: say so once, with what is recorded."""
+        logged = sorted(self.store.latest_metrics(decision.run_id))
+        return (
+            f"run {decision.run_id}: policy: recorded no '{decision.metric}' at chunk {decision.rung}, so "
+            f"the policy cannot judge it (it records {', '.join(logged) or 'nothing yet'})"
+            f"{did_you_mean(decision.metric, logged)}; set policy.metric to one of those"
+        )
 
     def histories(self, runs: list[RunRecord]) -> list[RunHistory]:
         assert self.policy is not None
@@ -119,10 +132,11 @@ class Judge:
         self.tracker.set_tags(run.mlflow_run_id, tags)
 
 
-def numeric_settings(config: dict[str, Any], keys: list[str]) -> dict[str, float]:
+def numeric_settings(config: dict[str, Any], keys: list[str]) -> dict[str, int | float]:
+    """The run's values of `keys` that are numbers, as they are (an integer stays one: PBT keeps it so)."""
     flat = flatten(config)
     return {
-        key: float(flat[key])
+        key: flat[key]
         for key in keys
         if isinstance(flat.get(key), int | float) and not isinstance(flat.get(key), bool)
     }

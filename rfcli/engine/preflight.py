@@ -4,7 +4,8 @@ never leaves a folder behind that blocks its corrected version under the same na
 For each distinct data config: loaded, formatted, its columns checked. For each model: found
 offline (a built-in, a folder, the hub cache), its tokenizer loaded, its module names read (no
 weights) to check LoRA's target_modules. For each run: its chunks against its optimizer steps, and
-its reward functions' answer to a sample. Every problem found is reported at once.
+its reward functions' answer to a sample. For the policy: a rung or exploit point that some run
+reaches. Every problem found is reported at once.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rfcli.config.errors import ConfigError, did_you_mean, raise_all
+from rfcli.trainers.chunking import chunk_boundaries
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
     from rfcli.config.plan import PlannedRun, RunPlan
-    from rfcli.config.schema import ExperimentConfig, ModelConfig
+    from rfcli.config.schema import ExperimentConfig, ModelConfig, PolicyConfig
 
 T = TypeVar("T")
 Modules = dict[str, bool]
@@ -37,6 +39,7 @@ def check_inputs(run_plan: RunPlan) -> None:
     errors: list[ConfigError] = []
     train_sets: dict[str, Dataset | None] = {}
     modules: dict[str, Modules | None] = {}
+    chunks: dict[int, int] = {}
     for run in run_plan.runs:
         config = run.config
         key = data_key(config)
@@ -46,7 +49,9 @@ def check_inputs(run_plan: RunPlan) -> None:
         model = model_key(config.model)
         if model not in modules:
             modules[model] = _collect(errors, model_modules, config.model)
-        errors.extend(run_errors(run, train_sets[key], modules[model]))
+        errors.extend(run_errors(run, train_sets[key], modules[model], chunks))
+    if len(chunks) == len(run_plan.runs):
+        errors.extend(policy_errors(run_plan.runs[0].config.policy, chunks))
     raise_all(error.located(run_plan.source) for error in errors)
 
 
@@ -91,12 +96,20 @@ def model_modules(model: ModelConfig) -> Modules | None:
     return modules
 
 
-def run_errors(run: PlannedRun, train: Dataset | None, modules: Modules | None) -> Iterator[ConfigError]:
+def run_errors(
+    run: PlannedRun, train: Dataset | None, modules: Modules | None, chunks: dict[int, int]
+) -> Iterator[ConfigError]:
+    """The run's problems; `chunks` gets its number of chunks when its steps follow from its rows."""
     config = run.config
     if modules is not None and config.lora is not None and config.lora.get("target_modules") is not None:
         yield from target_errors(config, modules)
     if train is not None:
-        yield from chunk_errors(run, len(train))
+        steps = optimizer_steps(config, len(train))
+        if steps is not None:
+            epoch_steps, total_steps = steps
+            yield from chunk_errors(run, total_steps)
+            if epoch_steps is not None:
+                chunks[run.id] = len(chunk_boundaries(epoch_steps, config.num_chunks, total_steps))
         for index, reward in enumerate(config.rewards):
             yield from reward_errors(reward.function, f"rewards[{index}].function", train)
 
@@ -115,28 +128,69 @@ def target_errors(config: ExperimentConfig, modules: Modules) -> Iterator[Config
         )
 
 
-def chunk_errors(run: PlannedRun, num_rows: int) -> Iterator[ConfigError]:
-    """A run cannot have more chunks than optimizer steps: each chunk ends on a step of its own."""
+def optimizer_steps(config: ExperimentConfig, num_rows: int) -> tuple[int | None, int] | None:
+    """(steps per epoch, steps in all) as the Trainer counts them from `num_rows` rows; the first is
+    None, or both are, when they follow from the trainer's generations (GRPO) instead."""
     from rfcli.config.kinds import trainer_kind
     from rfcli.config.training import training_arguments
     from rfcli.trainers.chunking import steps_per_epoch
 
-    config = run.config
     with tempfile.TemporaryDirectory() as scratch:
         args = training_arguments(config, scratch)
-    if args.max_steps > 0:
-        steps = args.max_steps
-    elif not trainer_kind(config.trainer).steps_from_rows:
-        return
-    else:
+    epoch_steps = None
+    if trainer_kind(config.trainer).steps_from_rows:
         batches = math.ceil(num_rows / args.per_device_train_batch_size)
-        steps = steps_per_epoch(batches, args.gradient_accumulation_steps) * math.ceil(args.num_train_epochs)
+        epoch_steps = steps_per_epoch(batches, args.gradient_accumulation_steps)
+    if args.max_steps > 0:
+        return epoch_steps, args.max_steps
+    if epoch_steps is None:
+        return None
+    return epoch_steps, epoch_steps * math.ceil(args.num_train_epochs)
+
+
+def chunk_errors(run: PlannedRun, steps: int) -> Iterator[ConfigError]:
+    """A run cannot have more chunks than optimizer steps: each chunk ends on a step of its own."""
+    config = run.config
     if config.num_chunks > steps:
         yield ConfigError(
             f"expected at most {steps} (run {run.id} has {steps} optimizer steps, and each chunk ends on "
             f"a step of its own), got {config.num_chunks}",
             key="num_chunks",
         )
+
+
+def policy_errors(policy: PolicyConfig, chunks: dict[int, int]) -> Iterator[ConfigError]:
+    """A policy acts at chunk counts before a run's last chunk: one whose rungs (or exploit points)
+    no run reaches would never act, and `rf run` would train the whole grid without a word."""
+    from rfcli.engine.judging import make_policy
+    from rfcli.policy.halving import SuccessiveHalving
+    from rfcli.policy.pbt import PopulationBasedTraining
+
+    judge = make_policy(policy, [])
+    lengths = sorted(set(chunks.values()))
+    said = f"{lengths[-1]}" if len(lengths) == 1 else f"{lengths[0]} to {lengths[-1]}"
+    if isinstance(judge, SuccessiveHalving):
+        reached = {rung for length in lengths for rung in judge.rungs_for(length)}
+        late = sorted(set(policy.rungs or ()) - reached)
+        if late:
+            yield ConfigError(
+                f"no run reaches chunk {', '.join(map(str, late))} before its last (the runs have {said} "
+                f"chunks), so none is judged there: give rungs below {lengths[-1]}",
+                key="policy.rungs",
+            )
+        elif not reached:
+            yield ConfigError(
+                f"{policy.name} judges runs at the powers of {policy.eta} below their last chunk, and the "
+                f"runs have {said} chunk(s), so it never judges: raise num_chunks (or give policy.rungs)",
+                key="policy.name",
+            )
+    elif isinstance(judge, PopulationBasedTraining):
+        if not any(judge.points_for(length) for length in lengths):
+            yield ConfigError(
+                f"PBT exploits every {policy.interval} chunks before a run's last, and the runs have {said} "
+                f"chunks, so it never does: lower policy.interval below {lengths[-1]} or raise num_chunks",
+                key="policy.interval",
+            )
 
 
 def reward_errors(spec: str, key: str, train: Dataset) -> Iterator[ConfigError]:

@@ -14,6 +14,8 @@ import queue
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,18 +43,45 @@ def require_ray() -> None:
 
 def connect(address: str | None) -> None:
     """Join the Ray cluster at `address` ('auto': the one this node belongs to), or start a Ray for
-    this machine alone: its servers bind to 127.0.0.1, no dashboard. No usage statistics either way;
-    actors' output stays in Ray's logs, so it cannot tear through the live table."""
+    this machine alone: its servers listen on 127.0.0.1 only, no dashboard. No usage statistics
+    either way; actors' output stays in Ray's logs, so it cannot tear through the live table."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address is None:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's switch for a loopback-only node
     import ray
 
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
     if address is None:
-        ray.init(address="local", include_dashboard=False, **options)
+        with loopback_node():
+            ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **options)
     else:
         ray.init(address=address, **options)
+
+
+LOOPBACK = "127.0.0.1"
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for a node that listens on loopback only (what it does on a laptop): read from the
+environment when `ray` is imported, which a user's data, reward or metric module may have done
+before rf could set it (the plan compiler imports them)."""
+
+
+@contextmanager
+def loopback_node() -> Iterator[None]:
+    """While a Ray node starts: its servers listen on 127.0.0.1, not on every interface. Ray turns
+    a node address of 127.0.0.1 into the machine's routable one unless its cluster switch is off,
+    so the switch is set where Ray reads it, in this process (`ray_constants`, as imported) and in
+    the environment its servers and agents start with; both are restored once the node runs."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(LOOPBACK_SWITCH)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[LOOPBACK_SWITCH] = "0"
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before[0]
+        if before[1] is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = before[1]
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ def start_worker(
     # that asks for it may come after one that did not (a few MB of workspace otherwise).
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     quiet_libraries()
+    thread_lock_for_progress_bars()
     import torch
 
     torch.set_num_threads(threads)
@@ -145,6 +146,16 @@ def quiet_libraries() -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
+
+
+def thread_lock_for_progress_bars() -> None:
+    """tqdm guards its bars (made even when hidden, by datasets and transformers) with a
+    multiprocessing lock: a named semaphore that a worker stopped mid-chunk (Ctrl-C kills it) leaves
+    behind, for Python's resource tracker to warn about when `rf run` exits. A worker's bars are
+    written by its own threads only, so a thread lock guards them as well."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 class Worker:

@@ -33,8 +33,9 @@ class RunHistory:
     clone has no entries for the chunks its parent trained."""
     judged: frozenset[int] = frozenset()
     """Rungs at which a decision about this run is already recorded: none is ever taken twice."""
-    settings: Mapping[str, float] = field(default_factory=dict)
-    """PBT only: the run's values of the settings it perturbs (dotted key -> value)."""
+    settings: Mapping[str, int | float] = field(default_factory=dict)
+    """PBT only: the run's values of the settings it perturbs (dotted key -> value; an integer
+    setting as an int)."""
 
     @property
     def in_schedule(self) -> bool:
@@ -67,7 +68,7 @@ class Decision:
     """The explanation a person reads in `rf status`, the event log and MLflow."""
     parent_id: int | None = None
     """replace: the run whose warm clone takes this run's place."""
-    changes: Mapping[str, float] = field(default_factory=dict)
+    changes: Mapping[str, int | float] = field(default_factory=dict)
     """replace: the clone's perturbed settings (dotted key -> new value)."""
 
     def __post_init__(self) -> None:

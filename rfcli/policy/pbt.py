@@ -19,8 +19,10 @@ The rules, applied after every recorded chunk to what the store holds:
 5. The clone's settings: each perturbed key (default `training.learning_rate`) is, with
    probability `resample_probability`, drawn afresh from the values the plan gave it (its grid,
    or its random-search draws), else the parent's value times a factor drawn from `factors`
-   (default 0.8 or 1.2), kept to 4 significant digits. The draws are seeded by the experiment's
-   seed, the replaced run and the point, so the same decision always makes the same clone.
+   (default 0.8 or 1.2), kept to 4 significant digits. An integer setting (LoRA's `r`) stays an
+   integer: the product rounded, and moved one step the factor's way when rounding undid it (never
+   below 1 from a value of 1 or more). The draws are seeded by the experiment's seed, the replaced
+   run and the point, so the same decision always makes the same clone.
 6. Every other run judged at the point goes on; a run with no value there goes on unjudged.
    Each run is decided once per point (the decision is recorded), and a clone is judged only at
    the points it reaches by its own training.
@@ -51,7 +53,7 @@ class PopulationBasedTraining:
     perturb: tuple[str, ...] = (LEARNING_RATE,)
     factors: tuple[float, ...] = (0.8, 1.2)
     resample_probability: float = 0.25
-    choices: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    choices: Mapping[str, Sequence[int | float]] = field(default_factory=dict)
     """Per perturbed key, the values the plan gave it: what a fresh draw picks from (rule 5)."""
     seed: int = 0
 
@@ -134,15 +136,26 @@ class PopulationBasedTraining:
             return math.nan if values else None
         return min(numbers) if self.mode == "min" else max(numbers)
 
-    def perturbed(self, parent: RunHistory, run_id: int, point: int) -> dict[str, float]:
+    def perturbed(self, parent: RunHistory, run_id: int, point: int) -> dict[str, int | float]:
         """Rule 5: the clone's new values of the perturbed settings."""
         rng = random.Random(f"{self.seed}:{run_id}:{point}")
-        changes = {}
+        changes: dict[str, int | float] = {}
         for key in self.perturb:
             old = parent.settings[key]
             others = sorted(value for value in set(self.choices.get(key, ())) if value != old)
             if others and rng.random() < self.resample_probability:
                 changes[key] = rng.choice(others)
             else:
-                changes[key] = float(f"{old * rng.choice(self.factors):.4g}")
+                changes[key] = scaled(old, rng.choice(self.factors))
         return changes
+
+
+def scaled(value: int | float, factor: float) -> int | float:
+    """Rule 5's product: 4 significant digits, or for an integer the nearest integer that differs."""
+    if not isinstance(value, int):
+        return float(f"{value * factor:.4g}")
+    step = 1 if factor > 1 else -1 if factor < 1 else 0
+    new = round(value * factor)
+    if new == value:
+        new += step
+    return max(new, 1) if value >= 1 else new

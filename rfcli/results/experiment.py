@@ -83,7 +83,7 @@ class ExperimentResults:
 def load_results(folder: Path, run_ids: list[int] | None = None) -> ExperimentResults:
     """Every run of the experiment in `folder` (or only `run_ids`, in that order), settings compared
     among the runs loaded."""
-    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+    with ExperimentStore(ExperimentLayout(folder).state_db, create=False) as store:
         try:
             runs = store.runs() if run_ids is None else [store.run(run_id) for run_id in run_ids]
         except RecordNotFoundError as missing:

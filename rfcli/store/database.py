@@ -5,6 +5,10 @@ for each other (up to `BUSY_TIMEOUT_S`) instead of failing. Switching a fresh fi
 one step SQLite does not wait on (it answers "database is locked" at once), so openers take turns
 at it under an advisory lock on the folder. Every write is one `BEGIN IMMEDIATE`
 transaction, so a process killed mid-write leaves the store as it was before that write.
+
+A new store is built whole under another name and renamed into place, so a store file is never
+half-made: an empty, foreign or truncated `state.db`, or one SQLite finds damaged on a read, is
+a `DamagedFileError` that names it, never a fresh store made in its place.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rfcli.errors import DamagedFileError
 from rfcli.policy.decisions import Decision
+from rfcli.store.sqlite_files import sqlite_file_problem
 from rfcli.store.states import RunState, check_move, run_state
 
 RUN_STATES = tuple(state.value for state in RunState)
@@ -200,12 +206,55 @@ def _one_opener_at_a_time(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+DAMAGED_SQLITE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+"""SQLite's names for a file it cannot read as a database (other errors: locked, busy, full disk)."""
+
+
+def damaged_store(path: Path, problem: str) -> DamagedFileError:
+    """The store is missing or damaged: say so, and what a person can do about it."""
+    recover = (
+        f", or recover what SQLite can still read (`sqlite3 {path.name} '.recover' | sqlite3 "
+        "recovered.db`, then put recovered.db in its place)"
+    )
+    return DamagedFileError(
+        f"the state store {path} {problem}: rf will not make a new one there, which would lose the "
+        f"experiment's runs. Restore it from a backup{recover if path.exists() else ''}; to start "
+        f"over, remove {path.parent}",
+        problem=f"{path.name} {problem}",
+    )
+
+
+def _create_whole(path: Path) -> None:
+    """A new store with its schema, built under another name and renamed to `path` once complete,
+    unless another process made one first (openers take turns here under the folder's lock)."""
+    with _one_opener_at_a_time(path.parent):
+        if path.exists() or path.is_symlink():
+            return
+        staging = path.with_name(f".{path.name}.new")
+        staging.unlink(missing_ok=True)  # left by a process killed while building
+        db = sqlite3.connect(staging, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            _write_schema(db)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        os.replace(staging, path)
+
+
 class ExperimentStore:
     """One experiment's state: runs, metrics, events, control commands. Safe across processes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """Open the store at `path`; with `create`, make it first when there is none. A store that
+        must exist (`create=False`) is never made: a missing one is named as such."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_whole(self.path)
+        problem = "is missing" if not self.path.exists() else sqlite_file_problem(self.path)
+        if problem is not None:
+            raise damaged_store(self.path, problem)
         # isolation_level=None: no implicit transactions; every write opens its own below.
         self._db = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
@@ -214,13 +263,25 @@ class ExperimentStore:
         self._lock = threading.RLock()  # one transaction at a time on this shared connection
         self._batched = False  # inside `transaction()`: writes join it instead of committing
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            with _one_opener_at_a_time(self.path.parent):
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._create_schema()
+            with self._damage_named():
+                self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                self._db.execute("PRAGMA foreign_keys = ON")
+                with _one_opener_at_a_time(self.path.parent):
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                    self._create_schema()
         except BaseException:
             self._db.close()
+            raise
+
+    @contextmanager
+    def _damage_named(self) -> Iterator[None]:
+        """SQLite finding the file damaged (on opening it, or on a read that reaches a bad page) is
+        said as such, naming the store; any other error (locked, a full disk) passes as it is."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            if getattr(error, "sqlite_errorname", None) in DAMAGED_SQLITE:
+                raise damaged_store(self.path, f"is damaged ({error})") from None
             raise
 
     def close(self) -> None:
@@ -575,7 +636,7 @@ class ExperimentStore:
         The write lock is taken at the first write, so reads and file copies before it do not
         hold other processes' writes up.
         """
-        with self._lock:
+        with self._lock, self._damage_named():
             if self._batched:
                 raise RuntimeError("transactions do not nest")
             self._batched = True
@@ -598,7 +659,7 @@ class ExperimentStore:
         IMMEDIATE, not the default DEFERRED: a deferred transaction that reads and then writes
         can fail at once with "database is locked" instead of waiting for the busy timeout.
         """
-        with self._lock:
+        with self._lock, self._damage_named():
             if self._batched:
                 if not self._db.in_transaction:
                     self._db.execute("BEGIN IMMEDIATE")
@@ -614,11 +675,11 @@ class ExperimentStore:
                 raise
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._damage_named():
             return self._db.execute(sql, params).fetchall()
 
     def _read_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
-        with self._lock:
+        with self._lock, self._damage_named():
             row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
             return row
 
@@ -632,13 +693,7 @@ class ExperimentStore:
                 f"{SCHEMA_VERSION}); upgrade rf to open it"
             )
         with self._transaction() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
-            for later in range(version + 1, SCHEMA_VERSION + 1):  # an older store's tables gain them
-                for table, column, kind in _NEW_COLUMNS.get(later, ()):
-                    if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            _write_schema(db, version)
 
     def _set_meta_value(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -669,6 +724,18 @@ class ExperimentStore:
         ids = [int(row[0]) for row in self._db.execute("SELECT id FROM runs ORDER BY id")]
         known = f"its runs are {_id_ranges(ids)}" if ids else "it has no runs yet"
         return RecordNotFoundError(f"no {role} {run_id} in {self.path}: {known}")
+
+
+def _write_schema(db: sqlite3.Connection, version: int = SCHEMA_VERSION) -> None:
+    """Every table and index, the columns later versions added to a store at `version`, and the
+    schema version (inside the caller's transaction)."""
+    for statement in _SCHEMA:
+        db.execute(statement)
+    for later in range(version + 1, SCHEMA_VERSION + 1):  # an older store's tables gain them
+        for table, column, kind in _NEW_COLUMNS.get(later, ()):
+            if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _insert_metrics(db: sqlite3.Connection, run_id: int, metrics: list[tuple[int, str, float]]) -> None:

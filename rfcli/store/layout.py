@@ -51,8 +51,12 @@ class ExperimentLayout:
     def reference_logps(self) -> Path:
         return self.folder / "reference-logps"
 
+    @property
+    def runs(self) -> Path:
+        return self.folder / "runs"
+
     def run_folder(self, run_id: int) -> Path:
-        return self.folder / "runs" / str(run_id)
+        return self.runs / str(run_id)
 
     def checkpoints(self, run_id: int) -> Path:
         """The folder the run's Trainer writes its chunk checkpoints into (its `output_dir`)."""

@@ -7,8 +7,11 @@ By default an experiment is tracked in `<experiment folder>/mlflow.db`; an exper
 with another tracking URI (say a shared `http://` server) keeps it in `<folder>/tracking_uri`.
 
 A tracker opens its store on a thread of its own (importing MLflow and creating or migrating a
-new SQLite store takes 2 to 3 s), so `rf run` starts its first chunks meanwhile; the first call
-that needs the store waits for it, and an error in opening it is raised there.
+new SQLite store takes 2 to 3 s, 20 s under load), so `rf run` starts its first chunks meanwhile;
+the first call that needs the store waits for it, and an error in opening it is raised there. The
+thread does not hold the process up when it exits (Ctrl-C during start-up): a new SQLite store is
+built beside its place and renamed into it once complete, so an exit at any moment leaves either
+no store or a whole one.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ import json
 import logging
 import os
 import re
+import threading
 import time
+import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rfcli.errors import DamagedFileError
 from rfcli.store.layout import ExperimentLayout
+from rfcli.store.sqlite_files import sqlite_file_problem
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -40,9 +47,10 @@ RUN_END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # so a TRL metric such as "rewards/<lambda>/mean" is logged instead of failing its whole batch.
 _BAD_KEY_CHARACTERS = re.compile(r"[^\w./\- :]")
 
-_OPENER = ThreadPoolExecutor(1, thread_name_prefix="rf-mlflow-open")
-"""One thread opens the trackers of a process, one after another: two first opens of one new
-SQLite store at once would both create its tables."""
+_OPENING = threading.Lock()
+"""The trackers of a process open one after another: two first opens of one new SQLite store at
+once would both create it."""
+SQLITE_PREFIX = "sqlite:///"
 
 
 def default_tracking_uri(experiment_folder: Path) -> str:
@@ -67,6 +75,32 @@ def remember_tracking_uri(experiment_folder: Path, uri: str) -> None:
         path.write_text(uri + "\n", encoding="utf-8")
 
 
+def check_tracking_store(experiment_folder: Path, tracked: list[int]) -> None:
+    """The experiment's local MLflow store is whole, or absent while no run (`tracked`: the ids of
+    runs with an MLflow run) was logged there; MLflow would otherwise make a fresh store in its
+    place, or fail deep inside a later write."""
+    uri = tracking_uri_for(experiment_folder)
+    if not uri.startswith(SQLITE_PREFIX):
+        return
+    path = Path(uri.removeprefix(SQLITE_PREFIX))
+    problem = sqlite_file_problem(path) if path.exists() else "is missing" if tracked else None
+    if problem is None:
+        return
+    if not tracked:
+        what_to_do = "no run was logged there yet: move it away, and rf makes a new one"
+    else:
+        runs = f"run {tracked[0]}" if len(tracked) == 1 else f"runs {', '.join(map(str, tracked))}"
+        recover = f", or recover what SQLite can still read (`sqlite3 {path.name} '.recover' | sqlite3 x.db`)"
+        readable = path.exists() and path.stat().st_size > 0
+        what_to_do = (
+            f"it holds the MLflow history of {runs}, so rf will not make a new one there: restore it from "
+            f"a backup{recover if readable else ''}; every metric is also in the state store (rf status)"
+        )
+    raise DamagedFileError(
+        f"the MLflow store {path} {problem}; {what_to_do}", problem=f"{path.name} {problem}"
+    )
+
+
 def mlflow_key(key: str) -> str:
     """`key` as MLflow accepts it: bad characters replaced by '_', at most 250 characters."""
     return _BAD_KEY_CHARACTERS.sub("_", key)[:MAX_KEY_LENGTH]
@@ -87,11 +121,24 @@ class MlflowTracker:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
-        self._opened: Future[tuple[MlflowClient, str]] = _OPENER.submit(self._open)
+        self._opened: Future[tuple[MlflowClient, str]] = Future()
+        threading.Thread(target=self._open_in_background, name="rf-mlflow-open", daemon=True).start()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is open (or failed to open): a call now would not wait for it."""
+        return self._opened.done()
 
     @property
     def _client(self) -> MlflowClient:
         return self._opened.result()[0]
+
+    def _open_in_background(self) -> None:
+        with _OPENING:
+            try:
+                self._opened.set_result(self._open())
+            except BaseException as error:  # noqa: BLE001 - raised where the store is first needed
+                self._opened.set_exception(error)
 
     @property
     def experiment_id(self) -> str:
@@ -101,6 +148,8 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         _quiet_mlflow_logging()
+        if self.tracking_uri.startswith(SQLITE_PREFIX):
+            create_whole(Path(self.tracking_uri.removeprefix(SQLITE_PREFIX)))
         client = MlflowClient(tracking_uri=self.tracking_uri)
         return client, self._experiment_id(client, self.experiment_name)
 
@@ -225,6 +274,21 @@ class MlflowTracker:
             if experiment is None:
                 raise
             return str(experiment.experiment_id)
+
+
+def create_whole(path: Path) -> None:
+    """A new SQLite store built (MLflow's tables and migrations) under a name of its own, then
+    renamed to `path`: never a half-made store at `path`. Nothing to do when `path` exists."""
+    from mlflow.tracking import MlflowClient
+
+    if path.exists() or path.name == ":memory:":
+        return
+    for stale in path.parent.glob(f".{path.name}.*.new"):  # left by an exit while building
+        stale.unlink(missing_ok=True)
+    # A name never used before: MLflow keeps an engine per URI, which a reused name would find.
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.new")
+    MlflowClient(tracking_uri=f"{SQLITE_PREFIX}{staging}").search_experiments(max_results=1)
+    os.replace(staging, path)
 
 
 def _tag_values(tags: dict[str, str]) -> dict[str, str]:

@@ -11,9 +11,11 @@ import json
 import os
 import pty
 import re
+import shutil
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import threading
 import time
@@ -65,6 +67,41 @@ def two_node_cluster() -> Iterator[str]:
             yield cluster.address
         finally:
             cluster.shutdown()
+
+
+LISTENING = """
+import json, os, subprocess
+import ray  # first, as a user's data, reward or metric module may have imported it
+from rfcli.engine.ray_pool import connect
+
+connect(None)
+ray.get(ray.remote(lambda: os.getpid()).remote())  # a worker process of Ray's, listening too
+ours = subprocess.run(["ps", "-o", "pid=", "-s", str(os.getsid(0))], capture_output=True, text=True)
+pids = {f"pid={pid}," for pid in ours.stdout.split()}
+sockets = subprocess.run(["ss", "-Hlntup"], capture_output=True, text=True).stdout.splitlines()
+ours = [line.split() for line in sockets if any(pid in line for pid in pids)]
+print(json.dumps([f"{fields[4]} {fields[-1]}" for fields in ours]))
+ray.shutdown()
+"""
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to list listening sockets")
+def test_a_ray_for_this_machine_listens_on_loopback_only_even_when_ray_was_imported_first() -> None:
+    environment = {key: value for key, value in os.environ.items() if key not in LOOPBACK_ONLY}
+    result = subprocess.run(
+        [sys.executable, "-c", LISTENING],
+        cwd=REPO_ROOT,
+        env={**environment, "RAY_USAGE_STATS_ENABLED": "0"},  # and no loopback switch set beforehand
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,  # its session: Ray's servers, agents and workers, and nothing else
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    listening = json.loads(result.stdout.strip().splitlines()[-1])
+    assert any("gcs_server" in line for line in listening) and any("raylet" in line for line in listening)
+    loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:")
+    assert [line for line in listening if not line.startswith(loopback)] == [], listening
 
 
 def started_detail(folder: Path) -> str:

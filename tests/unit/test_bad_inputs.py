@@ -101,6 +101,17 @@ CASES = [
         "lora: {r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: [q_proj, v_proj]}",
         "lora: [8, 16]",
     ),
+    over(
+        "section-a-scalar",
+        "model: expected a mapping of settings (key: value), got 'rf-tiny'",
+        "model=rf-tiny",
+    ),
+    over("section-empty", "training: expected a mapping of settings (key: value), got None", "training="),
+    over(
+        "string-for-a-list",
+        "eval.metrics: expected a list, got 'recipes.qa_metrics:token_f1'",
+        "eval.metrics=recipes.qa_metrics:token_f1",
+    ),
     edit(
         "training-list",
         "training: expected a mapping of settings",
@@ -109,7 +120,7 @@ CASES = [
     ),
     over(
         "reward-weight",
-        "rewards[0].weight: Value 'heavy'",
+        "rewards[0].weight: expected a number, got 'heavy'",
         "trainer=grpo",
         *GRPO,
         "rewards=[{function: MOD:reward, weight: heavy}]",
@@ -124,8 +135,8 @@ CASES = [
     over("missing-name", "name: missing: this setting is required", "name=???"),
     over("bad-name", "sweep.yaml: name: experiment name 'a/b' must be a plain folder name", "name=a/b"),
     over("unknown-trainer", "trainer: expected one of sft, dpo, grpo, got 'ppo'", "trainer=ppo"),
-    over("chunks-word", "num_chunks: Value 'many'", "num_chunks=many"),
-    over("seed-word", "seed: Value 'lucky'", "seed=lucky"),
+    over("chunks-word", "num_chunks: expected an integer, got 'many'", "num_chunks=many"),
+    over("seed-word", "seed: expected an integer, got 'lucky'", "seed=lucky"),
     over(
         "eval-fraction",
         "data.eval_fraction: expected a number between 0 and 1, got 1.5",
@@ -258,6 +269,45 @@ CASES = [
         "lora.lora_dropout={uniform: [0.0, 0.1]}",
     ),
     over("empty-grid", "expected a non-empty list of values", "training.learning_rate={grid: []}"),
+    over(
+        "search-method-typo",
+        "search.method: expected one of grid, random, got 'randon' (did you mean 'random'?)",
+        "search.method=randon",
+        "search.num_samples=3",
+    ),
+    over(
+        "marker-with-another-key",
+        "training.learning_rate: a search axis is a mapping with its marker alone",
+        "training.learning_rate={grid: [1e-3, 1e-4], values: 3}",
+    ),
+    over(
+        "override-inside-an-axis",
+        "lora is a search axis ({grid: [...]} of 2 options); set one option's value by its index",
+        "lora={grid: [{r: 8}, {r: 16}]}",
+        "lora.r=4",
+    ),
+    # Sizes: a plan is counted, and values measured, before anything is made of them
+    over(
+        "grid-bomb",
+        "the search space gives 10,000,000,000 runs (each grid axis multiplies them); a plan holds at most",
+        *(f"training.x{axis}={{grid: {list(range(10))}}}" for axis in range(10)),
+    ),
+    over(
+        "samples-bomb",
+        "search.num_samples: asks for 5,000 runs; a plan holds at most 1,000",
+        "search.method=random",
+        "search.num_samples=5000",
+    ),
+    over(
+        "deep-override-value", "its value nests more than 50 levels deep", "x=" + "[" * 10_000 + "]" * 10_000
+    ),
+    over("deep-override-key", "its key nests more than 50 levels deep", ".".join(["x"] * 10_000) + "=1"),
+    edit(
+        "deep-file-value",
+        "sweep.yaml: values nest more than 50 levels deep",
+        "num_chunks: 2",
+        "num_chunks: 2\nextra: " + "{a: " * 10_000 + "1" + "}" * 10_000,
+    ),
     # Models
     over(
         "model-not-anywhere",
@@ -473,6 +523,16 @@ CASES = [
         "training.bf16={grid: [true, false]}",
     ),
     # Other commands
+    Bad(
+        "plan-name-rf-run-refuses",
+        "name: experiment name 'a/b' must be a plain folder name",
+        args=("plan", "sweep.yaml", "name=a/b"),
+    ),
+    Bad(
+        "plan-name-an-axis",
+        "name: one experiment holds the whole sweep: give a plain value, not a search axis",
+        args=("plan", "sweep.yaml", "name={grid: [a, b]}"),
+    ),
     Bad(
         "status-unknown-experiment",
         "no experiment named 'corpse'",

@@ -100,6 +100,17 @@ def test_a_generation_metric_ranks_runs_highest_first(tmp_path: Path) -> None:
         assert (command.verb, command.run_id) == ("stop", 1)
 
 
+def test_a_metric_no_run_records_is_said_once_with_what_they_record(tmp_path: Path) -> None:
+    """The policy cannot judge a run by a metric it does not record: `rf run` says so, not nothing."""
+    recorded: dict[int, list[float | None]] = {1: [1.0, 1.0, 1.0], 2: [2.0, 2.0, 2.0]}
+    with make_store(tmp_path / "state.db", ASHA, recorded, metric="eval_los") as store:
+        assert judge(store).after_chunk() == [
+            "run 1: policy: recorded no 'eval_loss' at chunk 1, so the policy cannot judge it (it records "
+            "eval_los, rf/chunk) (did you mean 'eval_los'?); set policy.metric to one of those"
+        ]
+        assert [r.decision.verb for r in store.decisions()] == ["continue"] * 4  # rungs 1 and 2, both runs
+
+
 def test_a_dry_run_records_decisions_without_commands(tmp_path: Path) -> None:
     with make_store(tmp_path / "state.db", {**ASHA, "dry_run": True}, {1: [1.0], 2: [2.0]}) as store:
         assert judge(store).after_chunk() == [

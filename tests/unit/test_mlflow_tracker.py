@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rfcli.config.plan import flatten
 from rfcli.tracking.mlflow_tracker import (
     MAX_PARAM_VALUE_LENGTH,
     MlflowTracker,
+    create_whole,
     default_tracking_uri,
     remember_tracking_uri,
     tracking_uri_for,
@@ -70,6 +72,33 @@ def test_fresh_store_is_quiet_and_experiment_is_reused_by_name(
     assert (out, err) == ("", "")  # no "Creating initial MLflow database tables..." on the terminal
     artifacts = client_for(first).get_experiment(first.experiment_id).artifact_location
     assert artifacts == (tmp_path.resolve() / "mlartifacts").as_uri()  # not ./mlruns of the cwd
+
+
+def test_an_exit_while_a_new_store_is_built_leaves_no_store_then_the_next_open_builds_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opening thread does not hold the process up at exit (Ctrl-C during start-up), so it may
+    die at any step of building a new store: a half-made `mlflow.db` would break every later open."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path / "mlflow.db"
+
+    def dies_midway(client: MlflowClient, **kwargs: Any) -> None:
+        Path(client.tracking_uri.removeprefix("sqlite:///")).write_bytes(b"SQLite format 3\x00 half")
+        raise SystemExit("the process ended here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowClient, "search_experiments", dies_midway)
+        with pytest.raises(SystemExit):
+            create_whole(path)
+    assert not path.exists()
+    assert [stale.name for stale in tmp_path.iterdir()][0].startswith(".mlflow.db.")
+
+    tracker = MlflowTracker(default_tracking_uri(tmp_path), "after-the-exit")
+    assert tracker.experiment_id
+    assert [found.name for found in tmp_path.iterdir()] == ["mlflow.db"]  # the half-made one is gone
+    opener = [thread for thread in threading.enumerate() if thread.name == "rf-mlflow-open"]
+    assert all(thread.daemon for thread in opener)
 
 
 def test_start_run_logs_flattened_params_and_tags(tracker: MlflowTracker) -> None:

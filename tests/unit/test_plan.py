@@ -81,7 +81,23 @@ def test_random_plan_is_seeded(tmp_path: Path) -> None:
     [
         (["num_chunkz=3"], "num_chunkz", "did you mean 'num_chunks'"),
         (["data.train.shufle_seed=1"], "data.train.shufle_seed", "did you mean 'shuffle_seed'"),
-        (["num_chunks=many"], "num_chunks", "could not be converted to Integer"),
+        (["num_chunks=many"], "num_chunks", "expected an integer, got 'many'"),
+        (["model=rf-tiny"], "model", "expected a mapping of settings (key: value), got 'rf-tiny'"),
+        (["model="], "model", "expected a mapping of settings (key: value), got None"),
+        (["eval.metrics=recipes.qa_metrics:token_f1"], "eval.metrics", "expected a list, got 'recipes"),
+        (["policy.rungs=[1, one]"], "policy.rungs[1]", "expected an integer, got 'one'"),
+        (["data.train=5"], "data.train", "expected a mapping of settings (key: value), got 5"),
+        (["data.train=[a.jsonl]"], "data.train", "expected a mapping of settings (key: value), got ['a"),
+        (["search=random"], "search", "expected a mapping of settings (key: value), got 'random'"),
+        (["search.method=randon", "search.num_samples=3"], "search.method", "(did you mean 'random'?)"),
+        (["training.learning_rate={grid: [1e-3], values: 3}"], "training.learning_rate", "also has 'values'"),
+        (["lora={grid: [{r: 8}, {r: 16}]}", "lora.r=4"], None, "lora is a search axis"),
+        (["name=a/b"], "name", "must be a plain folder name"),
+        (["name={grid: [a, b]}"], "name", "one experiment holds the whole sweep"),
+        ([f"lora.x{i}={{grid: {list(range(10))}}}" for i in range(10)], None, "gives 20,000,000,000 runs"),
+        (["search.method=random", "search.num_samples=5000"], "search.num_samples", "asks for 5,000 runs"),
+        (["x=" + "[" * 10_000 + "]" * 10_000], None, "its value nests more than 50 levels deep"),
+        ([".".join(["x"] * 10_000) + "=1"], None, "its key nests more than 50 levels deep"),
         (["num_chunks=0"], "num_chunks", ">= 1"),
         (["trainer=ppo"], "trainer", "one of sft, dpo, grpo"),
         (["training.lerning_rate=1"], "training.lerning_rate", "did you mean 'learning_rate'"),
@@ -138,6 +154,28 @@ def test_yaml_errors_and_missing_files(tmp_path: Path) -> None:
 def test_shipped_configs_plan_offline(config: Path) -> None:
     plan = compile_plan(config, [])
     assert len(plan.runs) >= 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 10_000 + "]" * 10_000, "{a: " * 10_000 + "1" + "}" * 10_000],
+    ids=["lists", "mappings"],
+)
+def test_a_file_nested_ten_thousand_deep_is_one_error(tmp_path: Path, value: str) -> None:
+    path = write_config(tmp_path, "num_chunks: 2", f"num_chunks: 2\nextra: {value}")
+    with pytest.raises(ConfigError, match="values nest more than 50 levels deep"):
+        compile_plan(path, [])
+
+
+def test_yaml_aliases_that_repeat_each_other_are_one_error(tmp_path: Path) -> None:
+    """A billion laughs: each level repeats the one before ten times."""
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):
+        before = chr(ord("a") + level - 1)
+        levels.append(f"{chr(ord('a') + level)}: &{chr(ord('a') + level)} [{', '.join([f'*{before}'] * 10)}]")
+    path = write_config(tmp_path, "num_chunks: 2", "num_chunks: 2\nlaughs:\n  " + "\n  ".join(levels))
+    with pytest.raises(ConfigError, match="holds more than 100,000 values"):
+        compile_plan(path, [])
 
 
 def test_schema_errors_are_reported_together(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import Counter
@@ -241,6 +242,17 @@ def test_pbt_resamples_from_the_planned_values_with_its_probability() -> None:
     runs = [run(i, {2: float(i)}, lr=1e-3) for i in range(1, 5)]
     (replace,) = [d for d in policy.decide(runs) if d.verb == "replace"]
     assert replace.changes[LEARNING_RATE] in (5e-4, 2e-4)  # a planned value other than the parent's
+
+
+def test_pbt_keeps_an_integer_setting_an_integer_that_changes() -> None:
+    """LoRA's r perturbed by x0.8 or x1.2 is rounded, and moved one step when rounding undoes it."""
+    policy = PopulationBasedTraining("eval_loss", interval=2, perturb=("lora.r",), resample_probability=0.0)
+    for r, allowed in ((8, {6, 10}), (2, {1, 3}), (1, {1, 2})):
+        runs = [dataclasses.replace(run(i, {2: float(i)}), settings={"lora.r": r}) for i in range(1, 9)]
+        for decision in policy.decide(runs):
+            if decision.verb == "replace":
+                (new,) = decision.changes.values()
+                assert isinstance(new, int) and new in allowed, (r, new)
 
 
 def test_pbt_draws_are_seeded_by_run_and_point() -> None:

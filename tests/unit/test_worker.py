@@ -4,6 +4,7 @@ again once its checkpoint is durable; a full fine-tune stays parked in memory be
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -144,3 +146,31 @@ def test_a_worker_ends_the_moment_its_parent_is_killed(tmp_path: Path) -> None:
             os.kill(worker, signal.SIGKILL)
             raise AssertionError("the worker outlived its killed parent by 20 s")
         time.sleep(0.05)
+
+
+def test_a_started_worker_guards_progress_bars_without_a_named_semaphore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-chunk (Ctrl-C) would leave a named semaphore behind, and Python's resource
+    tracker would warn of it as `rf run` exits: the bars that datasets and transformers make, hidden
+    or not, must not create one."""
+    import multiprocessing.synchronize
+
+    from tqdm import tqdm
+
+    from rfcli.engine.worker import start_worker
+
+    monkeypatch.delattr(tqdm, "_lock", raising=False)  # as in a fresh worker process
+    made: list[object] = []
+    semaphore = multiprocessing.synchronize.SemLock.__init__
+
+    def counted(self: object, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        semaphore(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(multiprocessing.synchronize.SemLock, "__init__", counted)
+    start_worker(0, str(tmp_path), torch.get_num_threads(), None, lambda reply: None, parking=0)
+    gc.unfreeze()  # start_worker froze this test process's objects
+    with tqdm(range(3), disable=True) as bar:
+        list(bar)
+    assert made == []
