@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rfcli.results.settings import format_value
+from rfcli.results.settings import counted, format_value
 from rfcli.ui.tables import output_console
 
 ConfigArgument = Annotated[
@@ -47,26 +47,38 @@ def plan_command(
 
 
 def plan_table(run_plan: Any) -> Table:
-    varying = run_plan.varying_keys()
+    """One row per run with the values that differ; a plan of one run lists its settings instead,
+    since nothing differs. At least as wide as its title and caption, so a narrow table does not
+    fold them."""
     first = run_plan.runs[0].config
-    table = Table(title=escape(f"{run_plan.name}: {first.trainer.upper()} run plan from {run_plan.source}"))
+    title = f"{run_plan.name}: {first.trainer.upper()} run plan from {run_plan.source}"
+    caption = totals_caption(run_plan)
+    table = Table(title=escape(title), caption=escape(caption), min_width=max(len(title), len(caption)))
+    if len(run_plan.runs) == 1:
+        table.add_column("setting of run 1")
+        table.add_column("value", overflow="fold")
+        for key, value in run_plan.runs[0].flat().items():
+            if value != {}:  # a section left empty (`search: {}`) says nothing
+                table.add_row(escape(key), escape(format_value(value)))
+        return table
+    varying = run_plan.varying_keys()
     table.add_column("run", justify="right")
     for key in varying:
         table.add_column(key, overflow="fold")
     for run in run_plan.runs:
         flat = run.flat()
         table.add_row(str(run.id), *(format_value(flat.get(key)) for key in varying))
-    table.caption = totals_caption(run_plan)
     return table
 
 
 def totals_caption(run_plan: Any) -> str:
     runs = run_plan.runs
-    chunks = {run.config.num_chunks for run in runs}
-    parts = [f"{len(runs)} runs", f"{'/'.join(map(str, sorted(chunks)))} chunks per epoch"]
+    chunks = sorted({run.config.num_chunks for run in runs})
+    per_epoch = counted(chunks[0], "chunk") if len(chunks) == 1 else f"{'/'.join(map(str, chunks))} chunks"
+    parts = [counted(len(runs), "run"), f"{per_epoch} per epoch"]
     max_steps = [int(run.config.training.get("max_steps", -1)) for run in runs]
     if all(steps > 0 for steps in max_steps):
-        parts.append(f"{sum(max_steps):,} training steps in all")
+        parts.append(f"{counted(sum(max_steps), 'training step')} in all")
     else:
         parts.append("training steps depend on the data size")
     return " · ".join(parts)

@@ -11,7 +11,7 @@ import typer
 from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.errors import UserError
 from rfcli.results.experiment import load_results
-from rfcli.results.settings import settings_label
+from rfcli.results.settings import counted, settings_label
 from rfcli.results.summary import BEST_BY, summary_markdown
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.ui.tables import format_metric
@@ -43,7 +43,7 @@ def report_command(
     out.mkdir(parents=True, exist_ok=True)
     loss_figure(results).savefig(out / PICTURE, dpi=110)
     (out / SUMMARY).write_text(summary_markdown(results, PICTURE), encoding="utf-8")
-    typer.echo(f"wrote {out / PICTURE} and {out / SUMMARY} ({len(results.runs)} runs)")
+    typer.echo(f"wrote {out / PICTURE} and {out / SUMMARY} ({counted(len(results.runs), 'run')})")
     ranked = results.ranked(BEST_BY)
     if ranked:
         best = ranked[0]

@@ -17,7 +17,7 @@ from rich.text import Text
 from rfcli.config.schema import generation_metric_keys
 from rfcli.engine.messages import ChunkProgress
 from rfcli.engine.progress import LiveProgress, format_duration
-from rfcli.results.settings import differing_settings, settings_label, short_keys
+from rfcli.results.settings import counted, differing_settings, settings_label, short_keys
 from rfcli.store.database import RUN_STATES, EventRecord, ExperimentStore, RunRecord
 
 LOG_WIDTH = 160
@@ -126,7 +126,7 @@ def status_view(
 
 
 def table_title(folder: Path, runs: list[RunRecord], progress: LiveProgress | None) -> str:
-    title = f"{folder.name}: {len(runs)} runs"
+    title = f"{folder.name}: {counted(len(runs), 'run')}"
     eta = progress.eta_seconds(runs) if progress is not None else None
     return title if eta is None else f"{title} · about {format_duration(eta)} left"
 
