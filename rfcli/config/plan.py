@@ -86,10 +86,29 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
             except ConfigError as error:
                 errors.append(error)
         raise_all(errors)
+        check_one_experiment(runs)
         check_policy(raw.get("policy"), runs[0].config.policy, {run.id: run.flat() for run in runs})
         return RunPlan(source=source, runs=runs)
     except ConfigError as error:
         raise error.located(source) from None
+
+
+EXPERIMENT_SETTINGS = ("name", "experiments_dir", "tracking_uri")
+"""Where a plan's runs are kept and tracked: one experiment, so the same in every run."""
+
+
+def check_one_experiment(runs: list[PlannedRun]) -> None:
+    """A search axis over the experiment's own settings (a whole-config `grid` whose options name
+    different experiments) would put runs of one plan into several experiments."""
+    for setting in EXPERIMENT_SETTINGS:
+        values = list(dict.fromkeys(getattr(run.config, setting) for run in runs))
+        if len(values) > 1:
+            raise ConfigError(
+                f"every run of a plan belongs to one experiment, but runs give {len(values)} values "
+                f"({', '.join(map(str, values))}); give each option the same {setting}, or make a file "
+                "for each experiment",
+                key=setting,
+            )
 
 
 def build_run_config(raw: dict[str, Any]) -> ExperimentConfig:

@@ -42,6 +42,7 @@ def check_axes(node: Any, method: str, path: str = "") -> None:
     marker = axis_marker(node)
     if marker is None:
         check_marker_typo(node, path)
+        check_marker_alone(node, path)
         children = (
             node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         )
@@ -74,6 +75,29 @@ def check_marker_typo(node: Any, path: str) -> None:
                 f"'{key}' is not a search marker{hint}; markers are {', '.join(MARKERS)}",
                 key=join_key(path, key),
             )
+
+
+WHOLE_ALTERNATIVES = "README: 'Whole alternative configurations'"
+
+
+def check_marker_alone(node: Any, path: str) -> None:
+    """A marker beside other keys (`lora: {grid: [...], r: 8}`, or a top-level `grid:` beside the
+    sections) is no axis: an axis is a mapping whose only key is its marker. Inside `kwargs`, which
+    go to a user's own function, any key is the user's."""
+    if not isinstance(node, dict) or len(node) < 2 or path.rpartition(".")[2] == "kwargs":
+        return
+    marker = next((str(key) for key in node if key in MARKERS), None)
+    if marker is None:
+        return
+    if path:
+        fix = f"make {path} itself the axis: {path}: {{{marker}: [{{...}}, {{...}}]}}, each option whole"
+    else:
+        fix = f"write the whole file as {{{marker}: [config A, config B]}}, each option a whole config"
+    raise ConfigError(
+        f"'{marker}' beside other keys is not a search axis (an axis is a mapping whose only key is its "
+        f"marker); to try alternatives that differ in several settings, {fix} ({WHOLE_ALTERNATIVES})",
+        key=join_key(path, marker),
+    )
 
 
 def _check_range(marker: str, values: Any, where: str) -> None:
