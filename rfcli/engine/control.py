@@ -55,8 +55,8 @@ class CommandApplier:
                 continue  # takes effect at that run's chunk boundary
             try:
                 with self.store.transaction():
-                    line = self.apply(command)
-                    self.store.finish_command(command.id, outcome="applied")
+                    line, made_run = self.apply(command)
+                    self.store.finish_command(command.id, outcome="applied", made_run=made_run)
                     if self.on_change is None:
                         self.store.defer_to_controller(command.id)
             except (CommandRefused, IllegalMove) as refusal:
@@ -77,7 +77,8 @@ class CommandApplier:
                 lines.append(line)
         return lines
 
-    def apply(self, command: CommandRecord) -> str:
+    def apply(self, command: CommandRecord) -> tuple[str, int | None]:
+        """What the command did, in one line, and the run it made (a clone's), if any."""
         try:
             run = self.store.run(command.run_id)
         except KeyError as missing:
@@ -90,24 +91,24 @@ class CommandApplier:
             if run.state == "stopped":
                 raise CommandRefused(f"run {run.id} is already stopped")
             self.store.set_state(run.id, "stopped", cause=cause, detail=f"after chunk {run.chunks_done}")
-            return f"run {run.id}: stopped after chunk {run.chunks_done}"
+            return f"run {run.id}: stopped after chunk {run.chunks_done}", None
         if command.verb == "resume":
             if run.state != "stopped":
                 raise CommandRefused(f"run {run.id} is {run.state}; only a stopped run resumes")
             self.store.set_state(run.id, "ready", cause=cause, detail="resumed")
-            return f"run {run.id}: resumed"
+            return f"run {run.id}: resumed", None
         if command.verb == "delete":
             self.store.set_state(run.id, "deleted", cause=cause)
-            return f"run {run.id}: deleted, checkpoints removed"
+            return f"run {run.id}: deleted, checkpoints removed", None
         if command.verb == "clone":
             return self.clone(run, command.args, cause)
         if command.verb == "retry":
-            return self.retry(run, command.args, cause)
+            return self.retry(run, command.args, cause), None
         raise CommandRefused(f"unknown command '{command.verb}'; expected one of {', '.join(VERBS)}")
 
-    def clone(self, parent: RunRecord, args: dict[str, Any], cause: str) -> str:
+    def clone(self, parent: RunRecord, args: dict[str, Any], cause: str) -> tuple[str, int]:
         """A new run from the parent's config with the (already validated) overrides applied;
-        warm, it starts from the parent's last recorded weights and step."""
+        warm, it starts from the parent's last recorded weights and step. Returns its line and id."""
         warm = bool(args.get("warm"))
         config: dict[str, Any] = args["config"]
         if warm and parent.checkpoint is None:
@@ -149,7 +150,8 @@ class CommandApplier:
             self.store.set_state(
                 run_id, "ready", cause=cause, detail=f"from run {parent.id} at step {parent.global_step}"
             )
-        return f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
+        line = f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
+        return line, run_id
 
     def retry(self, run: RunRecord, args: dict[str, Any], cause: str) -> str:
         """A failed run trains again from its last recorded chunk, with the (already validated)
