@@ -37,6 +37,9 @@ class PlannedRun:
 class RunPlan:
     source: str
     runs: list[PlannedRun]
+    stored: bool = False
+    """Read back from its experiment's store (`rf run -e NAME`), not compiled from a file: it is the
+    experiment's plan by construction (retried runs included, whose configs changed in place)."""
 
     @property
     def name(self) -> str:

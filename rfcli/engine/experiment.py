@@ -10,8 +10,8 @@ from typing import Any
 
 from rfcli.config.errors import ConfigError
 from rfcli.config.loader import load_raw_config
-from rfcli.config.plan import RunPlan
-from rfcli.config.policy import POLICY_META
+from rfcli.config.plan import PlannedRun, RunPlan, build_run_config
+from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder
 from rfcli.store.layout import ExperimentLayout
@@ -80,7 +80,8 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
     store = ExperimentStore(ExperimentLayout(folder).state_db)
     existing = {run.id: run for run in store.runs()}
     if existing:
-        check_same_plan(run_plan, existing, folder)
+        if not run_plan.stored:
+            check_same_plan(run_plan, existing, folder)
     else:
         varying = run_plan.varying_keys()
         for run in run_plan.runs:
@@ -92,6 +93,29 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
     store.set_meta(POLICY_META, json.dumps(dataclasses.asdict(first.policy)))
     tracker = MlflowTracker(tracking_uri_for(folder), first.name)
     return Experiment(folder, store, tracker)
+
+
+def stored_plan(folder: Path) -> RunPlan:
+    """The plan experiment `folder` was started with, read from its store: every run it planned
+    (clones are added by the store itself), each checked again as a plan's run is (a reward module
+    may be gone since), under the policy its last `rf run` steered with."""
+    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+        planned = [run for run in store.runs() if run.parent_id is None]
+        policy = policy_from_json(store.get_meta(POLICY_META))
+        source = store.get_meta("source")
+    label = f"experiment '{folder.name}'" + (f" (planned from {source})" if source else "")
+    if not planned:
+        raise ConfigError("has no runs to continue; start it with `rf run CONFIG`", source=label)
+    runs = []
+    for run in planned:
+        try:
+            config = build_run_config(run.config)
+        except ConfigError as error:
+            raise error.located(label) from None
+        # The folder it was found in, wherever `rf run` is started from now.
+        config = dataclasses.replace(config, policy=policy, experiments_dir=str(folder.parent))
+        runs.append(PlannedRun(run.id, config, run.config))
+    return RunPlan(source=label, runs=runs, stored=True)
 
 
 def check_same_plan(run_plan: RunPlan, existing: dict[int, Any], folder: Path) -> None:
