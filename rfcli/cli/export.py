@@ -80,6 +80,8 @@ def best_run(results: ExperimentResults, metric: str) -> RunResult:
         )
     best = ranked[0]
     typer.echo(f"best run by {metric}: {best.run.id} ({metric} {format_metric(best.value(metric))})")
+    if best.warning:
+        typer.echo(f"warning: run {best.run.id}: {best.warning}")
     return best
 
 

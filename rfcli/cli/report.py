@@ -51,3 +51,5 @@ def report_command(
             f"best run by eval loss: {best.run.id} ({settings_label(best.settings)}),"
             f" eval loss {format_metric(best.value(BEST_BY))}"
         )
+        if best.warning:
+            typer.echo(f"warning: run {best.run.id}: {best.warning}")

@@ -17,6 +17,7 @@ import typer
 from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.config.schema import PolicyConfig
+from rfcli.results.experiment import run_warnings
 from rfcli.store.database import EventRecord, ExperimentStore, RecordedDecision, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.store.layout import ExperimentLayout
@@ -37,14 +38,17 @@ def status_command(
         runs = store.runs()
         latest = {run.id: store.latest_metrics(run.id) for run in runs}
         events = notable_events(store, RECENT_EVENTS)
+        warnings = run_warnings(store)
         policy = policy_from_json(store.get_meta(POLICY_META))
         decisions = store.decisions()
     if as_json:
         document = status_json(folder, runs, latest, events)
+        for run in document["runs"]:
+            run["warning"] = warnings.get(run["id"])
         document["policy"] = policy_json(policy, decisions)
         typer.echo(json.dumps(document, indent=2))
         return
-    output_console().print(status_view(folder, runs, latest, events))
+    output_console().print(status_view(folder, runs, latest, events, warnings=warnings))
     if policy.name != "none" or decisions:
         output_console().print(decisions_view(policy, decisions))
 

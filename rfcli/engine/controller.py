@@ -16,6 +16,7 @@ from pathlib import Path
 from rfcli.config.plan import flatten, to_typed_config
 from rfcli.engine.control import CommandApplier, mirror_command
 from rfcli.engine.judging import Judge
+from rfcli.engine.learning_signal import WARNING, missing_signal
 from rfcli.engine.messages import (
     ChunkDone,
     ChunkFailed,
@@ -216,7 +217,17 @@ class Controller:
         self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
         self.announce(chunk_line(run, self.store.latest_metrics(run.id), done))
+        self.warn_without_signal(run, done)
         self.decide()
+
+    def warn_without_signal(self, run: RunRecord, done: ChunkDone) -> None:
+        """A run that learns nothing looks like a success: the first chunk that shows it gets a
+        warning event (see `learning_signal`), once per run."""
+        warning = missing_signal(str(run.config.get("trainer", "sft")), done.chunk_index, done.metrics)
+        if warning is None or self.store.events(limit=1, run_id=run.id, kind=WARNING):
+            return
+        self.store.add_event(run.id, WARNING, cause="rf run", detail=warning)
+        self.announce(f"run {run.id}: warning: {warning}")
 
     def decide(self) -> None:
         """The policy's decisions go into the store with their commands, applied before the next dispatch."""

@@ -403,14 +403,15 @@ class ExperimentStore:
         with self._transaction():
             return self._insert_event(run_id, kind, cause, detail, time.time())
 
-    def events(self, limit: int = 20, run_id: int | None = None) -> list[EventRecord]:
-        """The latest `limit` events, newest first; only `run_id`'s when given."""
-        if run_id is None:
-            rows = self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self._read(
-                "SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)
-            )
+    def events(
+        self, limit: int = 20, run_id: int | None = None, kind: str | None = None
+    ) -> list[EventRecord]:
+        """The latest `limit` events, newest first; only `run_id`'s, or only those of `kind`, when given."""
+        rows = self._read(
+            "SELECT * FROM events WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR kind = ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (run_id, run_id, kind, kind, limit),
+        )
         return [EventRecord(**dict(row)) for row in rows]
 
     # -- control commands ---------------------------------------------------------------------

@@ -30,6 +30,11 @@ def broken_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     raise RuntimeError("this reward is broken on purpose")
 
 
+def zero_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """A reward nothing can earn: its run learns nothing and must say so."""
+    return [0.0 for _ in completions]
+
+
 def dpo_config(experiments: Path, name: str, **changes: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -201,11 +206,24 @@ def test_grpo_chunked_equals_unchunked_with_rewards_that_vary(rf: RunRf, tmp_pat
 
 
 @pytest.mark.usefixtures("math_model")
-def test_grpo_failing_reward_fails_only_its_run(rf: RunRf, tmp_path: Path) -> None:
+def test_grpo_failing_reward_fails_only_its_run_and_a_flat_reward_gets_a_warning(
+    rf: RunRf, tmp_path: Path
+) -> None:
     config = grpo_config(tmp_path / "experiments", "broken")
-    config["rewards"] = {"grid": [[f"{REWARDS}:answer_format"], ["tests.e2e.test_dpo_grpo:broken_reward"]]}
+    here = "tests.e2e.test_dpo_grpo"
+    config["rewards"] = {
+        "grid": [[f"{REWARDS}:answer_format"], [f"{here}:broken_reward"], [f"{here}:zero_reward"]]
+    }
     experiment = train(rf, tmp_path, config, expect=1)
     with ExperimentStore(experiment / "state.db") as store:
         states = {run.id: (run.state, run.error or "") for run in store.runs()}
+        warnings = {event.run_id: event.detail for event in store.events(limit=100, kind="warning")}
     assert states[1][0] == "completed"
     assert states[2][0] == "failed" and "broken on purpose" in states[2][1]
+    assert states[3][0] == "completed"
+    assert list(warnings) == [3], "only the run whose rewards never varied is warned about"
+    assert (warnings[3] or "").startswith(
+        "no learning signal in chunk 1: every generation of a prompt got the same reward (reward 0 at every"
+    )
+    status = rf("status", "broken", "--dir", tmp_path / "experiments", expect=0).stdout
+    assert "warnings" in status and "run 3: no learning signal in chunk 1" in status
