@@ -33,6 +33,7 @@ from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
 from rfcli.store.states import SCHEDULABLE
 from rfcli.tracking.mlflow_tracker import MlflowTracker
+from rfcli.trainers.reference_metrics import scored_in_chunk
 
 MLFLOW_END_STATUS = {"completed": "FINISHED", "failed": "FAILED", "deleted": "KILLED"}
 
@@ -334,5 +335,8 @@ def chunk_line(run: RunRecord, metrics: dict[str, float], done: ChunkDone) -> st
     for key in ("loss", "eval_loss"):
         if key in metrics:
             parts.append(f"{key} {metrics[key]:.4f}")
+    reference = scored_in_chunk(done.metrics)
+    if reference is not None:
+        parts.append(reference)
     parts.append(f"{done.seconds:.1f} s")
     return " · ".join(parts)

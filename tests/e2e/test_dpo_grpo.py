@@ -8,12 +8,14 @@ GRPO: 2 runs (two reward lists) on rf-tiny-math, 24 prompts x 4 generations (bat
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from rfcli.store.database import ExperimentStore
 from tests.e2e.conftest import write_yaml
@@ -95,9 +97,11 @@ def grpo_config(experiments: Path, name: str, **changes: Any) -> dict[str, Any]:
 
 
 def train(rf: RunRf, folder: Path, config: dict[str, Any], expect: int = 0) -> Path:
-    """`rf run` one config; returns its experiment folder."""
-    rf("run", write_yaml(folder / f"{config['name']}.yaml", config), expect=expect)
-    return Path(config["experiments_dir"]) / config["name"]
+    """`rf run` one config; returns its experiment folder, where its output is kept as `rf-run.out`."""
+    result = rf("run", write_yaml(folder / f"{config['name']}.yaml", config), expect=expect)
+    experiment = Path(config["experiments_dir"]) / config["name"]
+    (experiment / "rf-run.out").write_text(result.stdout)
+    return experiment
 
 
 def series(
@@ -161,8 +165,22 @@ def test_dpo_shared_reference_equals_each_run_scoring_its_own(dpo_experiments: d
     for key in ("loss", "rewards/chosen", "rewards/margins"):
         own = series(dpo_experiments["own_reference"], key, beta)
         assert_same(own, series(dpo_experiments["chunked"], key, beta), key)
-    cached = sorted(p.name for p in (dpo_experiments["chunked"] / "reference-logps").iterdir())
-    assert len(cached) == 2, cached  # train and eval, computed by the first run, read by the second
+    [cache] = (dpo_experiments["chunked"] / "reference-logps").iterdir()  # one reference, one scoring
+    keys = [key for path in cache.iterdir() for key in torch.load(path, weights_only=True)["keys"]]
+    # Each row scored once: rows whose tokens are the same (a pair truncated to the same max_length
+    # prefix) are one row to the reference.
+    assert len(keys) == len(set(keys)) and 90 < len(keys) <= 96 + 8
+    with ExperimentStore(dpo_experiments["chunked"] / "state.db") as store:
+        scored = {
+            run.id: sum(value for _, key, value in store.metrics(run.id) if key.endswith("reference_rows"))
+            for run in store.runs()
+        }
+    assert scored == {1: len(keys), 2: 0}, "the second run reads the rows the first one scored"
+    lines = (dpo_experiments["chunked"] / "rf-run.out").read_text().splitlines()
+    first = {run: next(line for line in lines if line.startswith(f"run {run}: chunk 1/4")) for run in (1, 2)}
+    said = re.search(r" · reference log-probs of (\d+) new rows \(", first[1])
+    assert said is not None and 24 <= int(said.group(1)) <= 32, first[1]  # 3 batches of 8, the 8 eval rows
+    assert "reference" not in first[2]
     assert not (dpo_experiments["own_reference"] / "reference-logps").exists()
 
 
