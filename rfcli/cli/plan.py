@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from rfcli.errors import UserError
 from rfcli.results.settings import counted, format_value
 from rfcli.ui.tables import output_console
 
@@ -28,11 +30,33 @@ def plan_command(
     config: ConfigArgument,
     overrides: OverridesArgument = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every fully resolved run config.")] = False,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="What each run costs: parameters, memory, tokens, optimizer steps (no weights loaded).",
+        ),
+    ] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option("--calibrate", help="With --estimate: time a few real steps here, for the wall time."),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="The workers `rf run` will have (as its --workers)."),
+    ] = None,
 ) -> None:
-    """Compile CONFIG into its run plan: one row per configuration, only the values that differ."""
+    """Compile CONFIG into its run plan: one row per configuration, only the values that differ;
+    with --estimate, what each run and the sweep will cost."""
     from rfcli.config.plan import compile_plan
 
+    if as_json and (estimate or calibrate):
+        raise UserError("--json prints every run's config and --estimate what they cost: give one of them")
+    started = time.monotonic()
     run_plan = compile_plan(config, overrides or [])
+    if estimate or calibrate:
+        print_estimate(run_plan, calibrate, workers, started)
+        return
     if as_json:
         rows = [{"id": run.id, "fingerprint": run.fingerprint, "config": run.raw} for run in run_plan.runs]
         typer.echo(json.dumps(rows, indent=2, default=str))
@@ -44,6 +68,19 @@ def plan_command(
         from rfcli.config.policy import describe_policy
 
         console.print(describe_policy(policy), markup=False)
+
+
+def print_estimate(run_plan: Any, calibrate: bool, workers: int | None, started: float) -> None:
+    """Check the inputs as `rf run` does (so start-up is timed the same way), then estimate."""
+    from rfcli.engine.pool import visible_devices
+    from rfcli.engine.preflight import check_inputs
+    from rfcli.estimate.plan_estimate import estimate_plan
+    from rfcli.ui.estimate import estimate_view
+
+    check_inputs(run_plan)
+    count = len(visible_devices(workers))
+    estimated = estimate_plan(run_plan, count, calibrate, startup_seconds=time.monotonic() - started)
+    output_console().print(estimate_view(run_plan, estimated))
 
 
 def plan_table(run_plan: Any) -> Table:

@@ -119,18 +119,16 @@ def chunk_errors(run: PlannedRun, num_rows: int) -> Iterator[ConfigError]:
     """A run cannot have more chunks than optimizer steps: each chunk ends on a step of its own."""
     from rfcli.config.kinds import trainer_kind
     from rfcli.config.training import training_arguments
-    from rfcli.trainers.chunking import steps_per_epoch
+    from rfcli.trainers.chunking import optimizer_steps, steps_per_epoch
 
     config = run.config
     with tempfile.TemporaryDirectory() as scratch:
         args = training_arguments(config, scratch)
-    if args.max_steps > 0:
-        steps = args.max_steps
-    elif not trainer_kind(config.trainer).steps_from_rows:
+    if args.max_steps <= 0 and not trainer_kind(config.trainer).steps_from_rows:
         return
-    else:
-        batches = math.ceil(num_rows / args.per_device_train_batch_size)
-        steps = steps_per_epoch(batches, args.gradient_accumulation_steps) * math.ceil(args.num_train_epochs)
+    batches = math.ceil(num_rows / args.per_device_train_batch_size)
+    epoch_steps = steps_per_epoch(batches, args.gradient_accumulation_steps)
+    steps = optimizer_steps(epoch_steps, args.num_train_epochs, args.max_steps)
     if config.num_chunks > steps:
         yield ConfigError(
             f"expected at most {steps} (run {run.id} has {steps} optimizer steps, and each chunk ends on "
