@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rfcli.engine.experiment import named_folder
 from rfcli.errors import UserError
 
@@ -21,13 +23,19 @@ def test_a_file_that_cannot_say_gives_none(tmp_path: Path) -> None:
     assert named_folder(QUICKSTART, ["name={grid: [a, b]}"]) is None
 
 
-def test_the_stored_plan_is_the_plan_the_experiment_started_with(tmp_path: Path) -> None:
+def test_the_stored_plan_is_the_plan_the_experiment_started_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`rf run -e NAME`: the runs the file planned (not the clones: the store adds those itself),
     under the policy the last `rf run` steered with, in the folder the store was found in, and
     accepted by the experiment even after a retry changed a run's config in place."""
     from rfcli.config.plan import compile_plan
     from rfcli.config.policy import POLICY_META
+    from rfcli.engine import experiment as experiments
     from rfcli.engine.experiment import open_experiment, stored_plan
+
+    # No MLflow here: its store opens on a thread that a later test's fork must not catch mid-import.
+    monkeypatch.setattr(experiments, "MlflowTracker", lambda uri, name: None)
 
     compiled = compile_plan(QUICKSTART, [f"experiments_dir={tmp_path / 'first'}", "policy.name=asha"])
     experiment = open_experiment(compiled)
