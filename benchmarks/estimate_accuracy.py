@@ -1,13 +1,16 @@
 """How close `rf plan --estimate --calibrate` comes to the wall time of the `rf run` it estimates.
 
     .venv/bin/python benchmarks/estimate_accuracy.py --out /tmp/rf-estimate-accuracy
+    .venv/bin/python benchmarks/estimate_accuracy.py --only quickstart --set training.max_steps=8  # a toy
 
 For each sweep, back to back so both see the same machine: `rf plan CONFIG --estimate --calibrate`
 (its estimate, with the policy's expected stops when it has a stopping policy), then `rf run CONFIG`
 timed from its start to its exit, each in a fresh experiments folder. The sweeps: the shipped
 quickstarts (SFT, its ASHA and PBT variants, DPO, GRPO) and the three `rf run` ways of
 `benchmarks/time_to_best.py` (16 LoRA configs of rf-small: the full grid, ASHA eta 2 and eta 4).
-The load average is printed before and after each pair: the CPU may be shared.
+The load average is printed before and after each pair: the CPU may be shared. `--set key=value`
+overrides go to both commands of every pair (a toy size, to try the script). At the end, the
+`# Wall time here:` header line each shipped config measured should carry.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from rfcli.engine.progress import format_duration
 
 REPO = Path(__file__).resolve().parent.parent
 RF = Path(sys.executable).parent / "rf"
@@ -72,16 +77,16 @@ def rf(*args: str | Path, log: Path, threads: int) -> tuple[float, str]:
     return seconds, result.stdout
 
 
-def measure(name: str, config: Path, out: Path, threads: int) -> dict[str, Any]:
+def measure(name: str, config: Path, out: Path, threads: int, overrides: list[str]) -> dict[str, Any]:
     folder = out / "experiments" / name.replace(" ", "-")
     shutil.rmtree(folder, ignore_errors=True)
-    where = f"experiments_dir={folder}"
+    given = [*overrides, f"experiments_dir={folder}"]
     slug = name.replace(" ", "-")
     load_before = os.getloadavg()[0]
     _, estimate_output = rf(
-        "plan", config, where, "--estimate", "--calibrate", log=out / f"{slug}.plan.log", threads=threads
+        "plan", config, *given, "--estimate", "--calibrate", log=out / f"{slug}.plan.log", threads=threads
     )
-    wall, _ = rf("run", config, where, log=out / f"{slug}.run.log", threads=threads)
+    wall, _ = rf("run", config, *given, log=out / f"{slug}.run.log", threads=threads)
     return {
         "name": name,
         **estimated(estimate_output),
@@ -107,12 +112,26 @@ def report(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def header_lines(results: list[dict[str, Any]]) -> str:
+    """The `# Wall time here:` line of each shipped config measured (see rfcli/config/shipped.py)."""
+    lines = []
+    for result in results:
+        if result["name"] in SHIPPED:
+            before, after = result["loads"]
+            lines.append(
+                f"configs/{result['name']}.yaml: # Wall time here: {format_duration(result['measured'])} "
+                f"({os.cpu_count()} CPU cores, load average {before:.1f} before, {after:.1f} after)"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/rf-estimate-accuracy"))
     parser.add_argument("--steps", type=int, default=32, help="time_to_best's steps per config (default 32)")
     parser.add_argument("--only", nargs="*", help="measure only these sweeps (names as in the table)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads per worker")
+    parser.add_argument("--set", nargs="*", default=[], help="key=value overrides for every sweep")
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -121,10 +140,11 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         print(f"{name}: estimate, then rf run (load average {os.getloadavg()[0]:.1f})", flush=True)
-        results.append(measure(name, config, args.out, args.threads))
+        results.append(measure(name, config, args.out, args.threads, args.set))
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         print(report(results[-1:]).splitlines()[-1], flush=True)
     print(report(results))
+    print(header_lines(results))
 
 
 if __name__ == "__main__":

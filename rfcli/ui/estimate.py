@@ -58,9 +58,21 @@ def estimate_view(run_plan: RunPlan, estimate: PlanEstimate) -> Group:
         if timed:
             cells.append(format_duration(run.seconds or 0.0))
         table.add_row(*cells)
-    lines: list[Text | Table] = [table, Text(memory_line(estimate))]
+    lines: list[Text | Table] = [table, Text(sweep_line(estimate)), Text(memory_line(estimate))]
     lines.extend(Text(line) for line in time_lines(estimate, run_plan.runs[0].config.policy.name))
     return Group(*lines)
+
+
+def sweep_line(estimate: PlanEstimate) -> str:
+    """The whole sweep's work: what every run trains to its end, added up."""
+    workloads = [run.workload for run in estimate.runs]
+    steps = sum(workload.steps for workload in workloads)
+    chunks = sum(workload.chunks for workload in workloads)
+    tokens = sum(workload.tokens for workload in workloads)
+    return (
+        f"the sweep: {counted(steps, 'optimizer step')} in {counted(chunks, 'chunk')}, "
+        f"{counted(tokens, 'token')}, every run trained to its end"
+    )
 
 
 def memory_line(estimate: PlanEstimate) -> str:

@@ -21,6 +21,7 @@ def test_rf_plan_estimate_with_calibration_times_real_steps_and_the_policys_stop
     result = run_rf("plan", "configs/quickstart.yaml", *overrides, "--estimate", "--calibrate", expect=0)
     out = " ".join(result.stdout.split())
     assert "quickstart: what the plan costs (4 runs)" in out
+    assert "the sweep: 64 optimizer steps in 16 chunks," in out  # 4 runs of 16 steps in 4 chunks
     assert "calibrated here: 3 steps of run 1 at" in out
     assert "wall time: about" in out and "with asha's expected stops: about" in out
     rows = [
