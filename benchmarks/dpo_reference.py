@@ -5,9 +5,10 @@
 Both sides train the 4 configs of `configs/quickstart-dpo.yaml` (beta 0.1 / 0.5 x learning rate
 1e-3 / 3e-3, LoRA r=8 on rf-tiny, 456 preference pairs + 24 eval, batch 16 = 29 steps, 4 chunks)
 with `rf run`, each in a fresh experiments_dir, one after the other:
-- shared: rf's default. The first run computes the reference log-probs of the train and eval rows
-  once (TRL's `precompute_ref_log_probs`) into `<experiment>/reference-logps/`; the other three read
-  them, and no step runs the reference model.
+- shared: rf's default. The reference log-probs of a batch's rows are scored the first time any
+  run reads them (the first run, here: the runs share a seed and so the order of the rows) and kept
+  in `<experiment>/reference-logps/`; the other three read them, and none of their steps runs the
+  reference model.
 - own: `training.precompute_ref_log_probs=false`, TRL's default: every training and eval step of
   every run runs the reference forward (the base model, adapters disabled) itself.
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rfcli.cli import compare, ctl, export, ls, plan, report, run, status, ui
+from rfcli.cli import compare, configs, cp, ctl, export, ls, plan, report, run, status, ui
 from rfcli.engine.faults import PAUSED_EXIT, machine_fault
 from rfcli.errors import UserError
 
@@ -29,6 +29,8 @@ app.command("ls")(ls.ls_command)
 app.command("report")(report.report_command)
 app.command("compare")(compare.compare_command)
 app.command("export")(export.export_command)
+app.command("configs")(configs.configs_command)
+app.command("cp")(cp.cp_command)
 app.add_typer(ctl.ctl_app)
 
 

@@ -18,7 +18,7 @@ import typer
 from rfcli.cli.options import DirOption, ExperimentOption
 from rfcli.cli.plan import OverridesArgument
 from rfcli.engine.commands import CommandRefused, submit, waiting_for
-from rfcli.store.database import CommandRecord, ExperimentStore
+from rfcli.store.database import CommandRecord, ExperimentStore, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.store.layout import ExperimentLayout
 from rfcli.store.lock import ExperimentLock
@@ -109,9 +109,12 @@ def send(
             command_id = submit(store, verb, run_id, cause=CAUSE, overrides=overrides, warm=warm)
         except CommandRefused as refusal:
             refuse(verb, run_id, str(refusal))
-        command = outcome(store, layout, command_id, wait)
+        command, applied_here = outcome(store, layout, command_id, wait)
+        made = store.run(command.made_run) if command.made_run is not None else None
         waiting = waiting_for(store.run(run_id), command_id, store.pending_commands())
-    if command.outcome == "applied":
+    if made is not None:
+        typer.echo(f"{verb} run {run_id}: applied: {made_line(made, layout, experiments_dir, applied_here)}")
+    elif command.outcome == "applied":
         typer.echo(f"{verb} run {run_id}: applied")
     elif command.outcome == "refused":
         refuse(verb, run_id, command.error or "")
@@ -119,25 +122,39 @@ def send(
         typer.echo(f"{verb} run {run_id}: queued; {waiting}")
 
 
-def outcome(store: ExperimentStore, layout: ExperimentLayout, command_id: int, wait: float) -> CommandRecord:
+def made_line(made: RunRecord, layout: ExperimentLayout, experiments_dir: Path, applied_here: bool) -> str:
+    """'made run 5 (clone of 3 training.learning_rate=0.001)' and who trains it: the `rf run`
+    attached, or the command that continues the experiment."""
+    _, _, apart = made.name.partition(" ")
+    where = "" if experiments_dir == DEFAULT_EXPERIMENTS_DIR else f" --dir {experiments_dir}"
+    trains = f"`rf run -e {layout.folder.name}{where}` trains it" if applied_here else "rf run trains it now"
+    return f"made run {made.id}" + (f" ({apart})" if apart else "") + f"; {trains}"
+
+
+def outcome(
+    store: ExperimentStore, layout: ExperimentLayout, command_id: int, wait: float
+) -> tuple[CommandRecord, bool]:
     """The command once applied or refused, or still pending after `wait` seconds of a busy
-    `rf run`. Whenever no `rf run` holds the experiment, apply every pending command here."""
+    `rf run`, and whether this process applied it (no `rf run` holds the experiment): whenever none
+    does, apply every pending command here."""
     from rfcli.engine.control import CommandApplier
 
     lock = ExperimentLock(layout.lock_file, CAUSE)
     deadline = time.monotonic() + wait
+    applied_here = False
     while True:
         command = store.command(command_id)
         if not command.pending:
-            return command
+            return command, applied_here
         if lock.try_acquire():
             try:
                 CommandApplier(store, layout, on_change=None).apply_pending(busy=())
+                applied_here = True
             finally:
                 lock.release()
             continue
         if time.monotonic() >= deadline:
-            return command
+            return command, applied_here
         time.sleep(0.1)
 
 

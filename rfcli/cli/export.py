@@ -123,6 +123,8 @@ def best_run(results: ExperimentResults, metric: str, mode: RankMode | None = No
         f"best run by {metric} ({order} first: {why}): {best.run.id}"
         f" ({metric} {format_metric(best.value(metric))})"
     )
+    if best.warning:
+        typer.echo(f"warning: run {best.run.id}: {best.warning}")
     return best
 
 

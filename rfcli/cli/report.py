@@ -12,7 +12,7 @@ from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.errors import UserError
 from rfcli.paths import folder_problem
 from rfcli.results.experiment import load_results
-from rfcli.results.settings import settings_label
+from rfcli.results.settings import counted, settings_label
 from rfcli.results.summary import BEST_BY, summary_markdown
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.ui.tables import format_metric
@@ -50,7 +50,7 @@ def report_command(
         raise UserError(
             f"cannot write the report to {out}: {error.strerror}; give another folder with --out"
         ) from None
-    typer.echo(f"wrote {out / PICTURE} and {out / SUMMARY} ({len(results.runs)} runs)")
+    typer.echo(f"wrote {out / PICTURE} and {out / SUMMARY} ({counted(len(results.runs), 'run')})")
     ranked = results.ranked(BEST_BY, "min")
     if ranked:
         best = ranked[0]
@@ -58,3 +58,5 @@ def report_command(
             f"best run by eval loss: {best.run.id} ({settings_label(best.settings)}),"
             f" eval loss {format_metric(best.value(BEST_BY))}"
         )
+        if best.warning:
+            typer.echo(f"warning: run {best.run.id}: {best.warning}")

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from rfcli.cli.plan import ConfigArgument, OverridesArgument, print_notes
+from rfcli.cli.options import DirOption, ExperimentOption
+from rfcli.cli.plan import OverridesArgument, print_notes
 from rfcli.errors import UserError
+from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,6 +30,13 @@ class Backend(StrEnum):
     ray = "ray"
 
 
+ConfigArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="The experiment YAML (see configs/); leave it out with -e NAME to continue an experiment.",
+        show_default=False,
+    ),
+]
 WorkersOption = Annotated[
     int | None,
     typer.Option(
@@ -52,13 +61,16 @@ AddressOption = Annotated[
 
 
 def run_command(
-    config: ConfigArgument,
+    config: ConfigArgument = None,
     overrides: OverridesArgument = None,
     workers: WorkersOption = None,
     backend: BackendOption = Backend.local,
     address: AddressOption = None,
+    experiment: ExperimentOption = None,
+    experiments_dir: DirOption = DEFAULT_EXPERIMENTS_DIR,
 ) -> None:
-    """Train every configuration of CONFIG together, chunk by chunk, with a live table.
+    """Train every configuration of CONFIG together, chunk by chunk, with a live table; with
+    -e NAME and no CONFIG, continue experiment NAME from the plan it stores (clones included).
 
     Keys in the table: up/down select a run; s stop, r resume, d delete, c clone, w warm clone;
     q leaves: the chunks in flight finish, then rf run exits and training pauses. Running it
@@ -66,15 +78,21 @@ def run_command(
     chunk. Ctrl-C stops at once; the chunks in flight are trained again on the next `rf run`.
     """
     from rfcli.config.plan import compile_plan
-    from rfcli.engine.experiment import make_folder, named_folder
+    from rfcli.engine.experiment import make_folder, named_folder, stored_plan
     from rfcli.engine.preflight import check_inputs
+    from rfcli.store.experiments import find_experiment
     from rfcli.store.layout import ExperimentLayout
     from rfcli.store.lock import ExperimentLock
     from rfcli.ui.tables import output_console
 
     check_backend(backend, address)
+    check_plan_source(config, overrides or [], experiment)
     console = output_console()
-    named = named_folder(config, overrides or [])
+    if experiment is not None:
+        named: Path | None = find_experiment(experiment, search_dir=experiments_dir)
+    else:
+        assert config is not None
+        named = named_folder(config, overrides or [])
     lock = ExperimentLock(ExperimentLayout(named).lock_file, "rf run") if named is not None else None
     pool: Pool | None = None
     try:
@@ -83,7 +101,12 @@ def run_command(
         if named is not None and backend is Backend.local:
             # Its imports (seconds) overlap the plan's; it writes nothing until it gets a chunk.
             pool = start_workers(named, backend, workers, address)
-        run_plan = compile_plan(config, overrides or [])
+        if experiment is not None:
+            assert named is not None
+            run_plan = stored_plan(named)
+        else:
+            assert config is not None
+            run_plan = compile_plan(config, overrides or [])
         check_inputs(run_plan)  # before the folder is made: a bad input leaves nothing behind
         print_notes(console, run_plan.notes)
         folder = make_folder(run_plan)
@@ -145,6 +168,18 @@ def train(run_plan: RunPlan, console: Console, pool: Pool) -> None:
         console.print(f"[red]failed runs: {', '.join(map(str, failed))}[/] (see `rf status`)")
     if interrupted or failed:
         raise typer.Exit(INTERRUPTED_EXIT if interrupted else 1)
+
+
+def check_plan_source(config: Path | None, overrides: list[str], experiment: str | None) -> None:
+    """A plan comes from a file (with its overrides), or from the store of the experiment -e names."""
+    if experiment is None and config is None:
+        raise UserError("give the experiment file (rf run CONFIG), or -e NAME to continue an experiment")
+    if experiment is not None and (config is not None or overrides):
+        given = "CONFIG" if config is not None else "overrides"
+        raise UserError(
+            f"-e {experiment} continues the plan that experiment stores, so it takes no {given}; "
+            "to train another plan, give its file (with a new name) instead of -e"
+        )
 
 
 def check_backend(backend: Backend, address: str | None) -> None:

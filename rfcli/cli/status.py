@@ -19,6 +19,7 @@ from rfcli.cli.options import DirOption, ExperimentArgument
 from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.config.schema import PolicyConfig
 from rfcli.engine.commands import waiting_for
+from rfcli.results.experiment import run_warnings
 from rfcli.store.database import CommandRecord, EventRecord, ExperimentStore, RecordedDecision, RunRecord
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.store.layout import ExperimentLayout
@@ -39,12 +40,15 @@ def status_command(
         runs = store.runs()
         latest = {run.id: store.latest_metrics(run.id) for run in runs}
         events = notable_events(store, RECENT_EVENTS)
+        warnings = run_warnings(store)
         policy = policy_from_json(store.get_meta(POLICY_META))
         decisions = store.decisions()
         waiting = store.pending_commands()
         answered = store.answered_commands(RECENT_EVENTS)
     if as_json:
         document = status_json(folder, runs, latest, events)
+        for run in document["runs"]:
+            run["warning"] = warnings.get(run["id"])
         document["policy"] = policy_json(policy, decisions)
         document["commands"] = {
             "waiting": [asdict(command) for command in waiting],
@@ -52,7 +56,7 @@ def status_command(
         }
         typer.echo(json.dumps(document, indent=2))
         return
-    output_console().print(status_view(folder, runs, latest, events))
+    output_console().print(status_view(folder, runs, latest, events, warnings=warnings))
     if waiting:
         output_console().print(waiting_view(runs, waiting))
     if policy.name != "none" or decisions:

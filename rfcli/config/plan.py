@@ -42,6 +42,9 @@ class RunPlan:
     runs: list[PlannedRun]
     notes: tuple[str, ...] = ()
     """Settings that work, but differently on this machine: `rf plan` and `rf run` print each once."""
+    stored: bool = False
+    """Read back from its experiment's store (`rf run -e NAME`), not compiled from a file: it is the
+    experiment's plan by construction (retried runs included, whose configs changed in place)."""
 
     @property
     def name(self) -> str:
@@ -124,15 +127,25 @@ def check_plan_size(count: int) -> None:
 
 
 EXPERIMENT_SETTINGS = ("name", "experiments_dir", "tracking_uri")
+"""Where a plan's runs are kept and tracked: one experiment, so the same in every run."""
 
 
 def check_one_experiment(runs: list[PlannedRun]) -> None:
     """Every run of a plan goes into one experiment, under a name that `rf run` can make a folder
-    of: what `rf plan` shows, `rf run` then takes."""
-    for key in EXPERIMENT_SETTINGS:
-        if len({json.dumps(run.raw.get(key)) for run in runs}) > 1:
+    of: what `rf plan` shows, `rf run` then takes. A search axis over the experiment's own settings
+    (a whole-config `grid` whose options name different experiments) would spread them."""
+    for setting in EXPERIMENT_SETTINGS:
+        if any(isinstance(run.raw.get(setting), dict) for run in runs):
             raise ConfigError(
-                "one experiment holds the whole sweep: give a plain value, not a search axis", key=key
+                "one experiment holds the whole sweep: give a plain value, not a search axis", key=setting
+            )
+        values = list(dict.fromkeys(getattr(run.config, setting) for run in runs))
+        if len(values) > 1:
+            raise ConfigError(
+                f"every run of a plan belongs to one experiment, but runs give {len(values)} values "
+                f"({', '.join(map(str, values))}); give each option the same {setting}, or make a file "
+                "for each experiment",
+                key=setting,
             )
     first = runs[0].config
     experiment_folder(Path(first.experiments_dir), first.name)

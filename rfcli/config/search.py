@@ -82,18 +82,27 @@ def check_marker_typo(node: Any, path: str) -> None:
             )
 
 
+WHOLE_ALTERNATIVES = "README: 'Whole alternative configurations'"
+
+
 def check_marker_alone(node: Any, path: str) -> None:
-    """`{grid: [...], values: 3}` is meant as an axis, but an axis is a mapping of its marker alone."""
-    if not isinstance(node, dict) or len(node) < 2:
+    """A marker beside other keys (`lora: {grid: [...], r: 8}`, or a top-level `grid:` beside the
+    sections) is no axis: an axis is a mapping whose only key is its marker. Inside `kwargs`, which
+    go to a user's own function, any key is the user's."""
+    if not isinstance(node, dict) or len(node) < 2 or path.rpartition(".")[2] == "kwargs":
         return
-    marker = next((key for key in node if key in MARKERS and isinstance(node[key], list)), None)
-    if marker is not None:
-        others = ", ".join(f"'{key}'" for key in node if key != marker)
-        raise ConfigError(
-            f"a search axis is a mapping with its marker alone ({{{marker}: [...]}}), but this one also "
-            f"has {others}: remove it, or move it out of the axis",
-            key=path or None,
-        )
+    marker = next((str(key) for key in node if key in MARKERS), None)
+    if marker is None:
+        return
+    if path:
+        fix = f"make {path} itself the axis: {path}: {{{marker}: [{{...}}, {{...}}]}}, each option whole"
+    else:
+        fix = f"write the whole file as {{{marker}: [config A, config B]}}, each option a whole config"
+    raise ConfigError(
+        f"'{marker}' beside other keys is not a search axis (an axis is a mapping whose only key is its "
+        f"marker); to try alternatives that differ in several settings, {fix} ({WHOLE_ALTERNATIVES})",
+        key=join_key(path, marker),
+    )
 
 
 def _check_range(marker: str, values: Any, where: str) -> None:

@@ -11,6 +11,7 @@ from rfcli import gpus as machine
 from rfcli.config.errors import ConfigError, did_you_mean, raise_all
 from rfcli.config.fields import TRAINING_FIELDS, field_errors
 from rfcli.config.kinds import load_class, trainer_kind
+from rfcli.config.migrations import moved_field
 from rfcli.gpus import Gpu, mixed_precision_default
 
 if TYPE_CHECKING:
@@ -47,11 +48,15 @@ def rf_defaults(config: ExperimentConfig, gpus: tuple[Gpu, ...]) -> dict[str, An
 
 
 def training_errors(config: ExperimentConfig) -> Iterator[ConfigError]:
-    """Fields the TRL config class does not have, fields rf manages, and values out of range."""
+    """Fields the TRL config class does not have (those TRL moved answered with the move), fields rf
+    manages, and values out of range."""
     cls = config_class(config.trainer)
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     for name in config.training:
-        if name not in known:
+        moved = moved_field(config.trainer, name) if name not in known else None
+        if moved is not None:
+            yield ConfigError(moved.message(cls.__name__), key=f"training.{name}")
+        elif name not in known:
             hint = did_you_mean(name, known)
             yield ConfigError(f"{cls.__name__} has no field '{name}'{hint}", key=f"training.{name}")
         elif name in FORCED or name == "output_dir":

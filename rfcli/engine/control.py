@@ -56,8 +56,8 @@ class CommandApplier:
                 continue
             try:
                 with self.store.transaction():
-                    line = self.apply(command)
-                    self.store.finish_command(command.id, outcome="applied")
+                    line, made_run = self.apply(command)
+                    self.store.finish_command(command.id, outcome="applied", made_run=made_run)
                     self.store.defer_to_controller(command.id)  # MLflow learns of it from the store
             except (CommandRefused, IllegalMove) as refusal:
                 with self.store.transaction():
@@ -85,7 +85,8 @@ class CommandApplier:
         warm_without_weights = command.verb == "clone" and bool(command.args.get("warm"))
         return warm_without_weights and self.store.run(command.run_id).checkpoint is None
 
-    def apply(self, command: CommandRecord) -> str:
+    def apply(self, command: CommandRecord) -> tuple[str, int | None]:
+        """What the command did, in one line, and the run it made (a clone's), if any."""
         try:
             run = self.store.run(command.run_id)
         except KeyError as missing:
@@ -97,22 +98,22 @@ class CommandApplier:
             raise CommandRefused(refusal)
         if command.verb == "stop":
             self.store.set_state(run.id, "stopped", cause=cause, detail=f"after chunk {run.chunks_done}")
-            return f"run {run.id}: stopped after chunk {run.chunks_done}"
+            return f"run {run.id}: stopped after chunk {run.chunks_done}", None
         if command.verb == "resume":
             self.store.set_state(run.id, "ready", cause=cause, detail="resumed")
-            return f"run {run.id}: resumed"
+            return f"run {run.id}: resumed", None
         if command.verb == "delete":
             self.store.set_state(run.id, "deleted", cause=cause)
-            return f"run {run.id}: deleted, checkpoints removed"
+            return f"run {run.id}: deleted, checkpoints removed", None
         if command.verb == "clone":
             return self.clone(run, command.args, cause)
         if command.verb == "retry":
-            return self.retry(run, command.args, cause)
+            return self.retry(run, command.args, cause), None
         raise CommandRefused(f"unknown command '{command.verb}'; expected one of {', '.join(VERBS)}")
 
-    def clone(self, parent: RunRecord, args: dict[str, Any], cause: str) -> str:
+    def clone(self, parent: RunRecord, args: dict[str, Any], cause: str) -> tuple[str, int]:
         """A new run from the parent's config with the (already validated) overrides applied;
-        warm, it starts from the parent's last recorded weights and step."""
+        warm, it starts from the parent's last recorded weights and step. Returns its line and id."""
         warm = bool(args.get("warm"))
         config: dict[str, Any] = args["config"]
         if warm and parent.checkpoint is None:
@@ -154,7 +155,8 @@ class CommandApplier:
             self.store.set_state(
                 run_id, "ready", cause=cause, detail=f"from run {parent.id} at step {parent.global_step}"
             )
-        return f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
+        line = f"run {run_id}: cloned from run {parent.id}" + (" with its current weights" if warm else "")
+        return line, run_id
 
     def retry(self, run: RunRecord, args: dict[str, Any], cause: str) -> str:
         """A failed run trains again from its last recorded chunk, with the (already validated)

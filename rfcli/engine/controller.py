@@ -15,6 +15,7 @@ from pathlib import Path
 from rfcli.engine.control import CommandApplier
 from rfcli.engine.faults import machine_fault
 from rfcli.engine.judging import Judge
+from rfcli.engine.learning_signal import WARNING, missing_signal
 from rfcli.engine.messages import (
     ChunkDone,
     ChunkFailed,
@@ -34,6 +35,7 @@ from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
 from rfcli.store.states import SCHEDULABLE, RunState
 from rfcli.tracking.mlflow_tracker import MlflowTracker
+from rfcli.trainers.reference_metrics import scored_in_chunk
 
 
 @dataclass
@@ -259,7 +261,17 @@ class Controller:
         self.unsynced.add(done.run_id)
         run = self.store.run(done.run_id)
         self.announce(chunk_line(run, self.store.latest_metrics(run.id), done))
+        self.warn_without_signal(run, done)
         self.decide()
+
+    def warn_without_signal(self, run: RunRecord, done: ChunkDone) -> None:
+        """A run that learns nothing looks like a success: the first chunk that shows it gets a
+        warning event (see `learning_signal`), once per run."""
+        warning = missing_signal(str(run.config.get("trainer", "sft")), done.chunk_index, done.metrics)
+        if warning is None or self.store.events(limit=1, run_id=run.id, kind=WARNING):
+            return
+        self.store.add_event(run.id, WARNING, cause="rf run", detail=warning)
+        self.announce(f"run {run.id}: warning: {warning}")
 
     def decide(self) -> None:
         """The policy's decisions go into the store with their commands, applied before the next dispatch."""
@@ -350,5 +362,8 @@ def chunk_line(run: RunRecord, metrics: dict[str, float], done: ChunkDone) -> st
     for key in ("loss", "eval_loss"):
         if key in metrics:
             parts.append(f"{key} {metrics[key]:.4f}")
+    reference = scored_in_chunk(done.metrics)
+    if reference is not None:
+        parts.append(reference)
     parts.append(f"{done.seconds:.1f} s")
     return " · ".join(parts)

@@ -10,8 +10,8 @@ from typing import Any
 
 from rfcli.config.errors import ConfigError
 from rfcli.config.loader import load_raw_config
-from rfcli.config.plan import RunPlan, count_runs
-from rfcli.config.policy import POLICY_META
+from rfcli.config.plan import PlannedRun, RunPlan, build_run_config, count_runs
+from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.errors import UserError
 from rfcli.paths import folder_problem
 from rfcli.store.database import ExperimentStore
@@ -118,6 +118,29 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
     store.set_meta(POLICY_META, json.dumps(dataclasses.asdict(first.policy)))
     tracker = MlflowTracker(tracking_uri_for(folder), first.name)
     return Experiment(folder, store, tracker)
+
+
+def stored_plan(folder: Path) -> RunPlan:
+    """The plan experiment `folder` was started with, read from its store: every run it planned
+    (clones are added by the store itself), each checked again as a plan's run is (a reward module
+    may be gone since), under the policy its last `rf run` steered with."""
+    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+        planned = [run for run in store.runs() if run.parent_id is None]
+        policy = policy_from_json(store.get_meta(POLICY_META))
+        source = store.get_meta("source")
+    label = f"experiment '{folder.name}'" + (f" (planned from {source})" if source else "")
+    if not planned:
+        raise ConfigError("has no runs to continue; start it with `rf run CONFIG`", source=label)
+    runs = []
+    for run in planned:
+        try:
+            config = build_run_config(run.config)
+        except ConfigError as error:
+            raise error.located(label) from None
+        # The folder it was found in, wherever `rf run` is started from now.
+        config = dataclasses.replace(config, policy=policy, experiments_dir=str(folder.parent))
+        runs.append(PlannedRun(run.id, config, run.config))
+    return RunPlan(source=label, runs=runs, stored=True)
 
 
 def check_same_plan(run_plan: RunPlan, existing: dict[int, Any], folder: Path) -> None:

@@ -23,6 +23,13 @@ WORKER_THREADS_ENV = "RF_WORKER_THREADS"
 """Torch threads per worker; by default the CPU cores divided among the workers."""
 
 
+def worker_threads(workers: int) -> int:
+    """Torch threads of each of `workers` workers: the cores divided among them. RF_WORKER_THREADS
+    caps it on a shared machine, where more threads than free cores spin-wait each other (measured
+    5x slower per step with 2 threads under a load of 12 on 2 cores)."""
+    return int(os.environ.get(WORKER_THREADS_ENV, 0)) or max(1, (os.cpu_count() or 1) // workers)
+
+
 class Pool(Protocol):
     """Workers that take messages and answer them; one that dies is reported, then restarted."""
 
@@ -65,10 +72,7 @@ class WorkerPool:
         self._context = multiprocessing.get_context("spawn")
         self.experiment = experiment
         self.outbox: Any = self._context.Queue()
-        cpus = os.cpu_count() or 1
-        # RF_WORKER_THREADS caps it on a shared machine, where more threads than free cores
-        # spin-wait each other (measured 5x slower per step with 2 threads under a load of 12 on 2 cores).
-        self.threads = int(os.environ.get(WORKER_THREADS_ENV, 0)) or max(1, cpus // len(devices))
+        self.threads = worker_threads(len(devices))
         try:
             self.parking = parking_bytes(len(devices))
         except ValueError as error:

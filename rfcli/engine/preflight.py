@@ -133,6 +133,7 @@ def optimizer_steps(config: ExperimentConfig, num_rows: int) -> tuple[int | None
     None, or both are, when they follow from the trainer's generations (GRPO) instead."""
     from rfcli.config.kinds import trainer_kind
     from rfcli.config.training import training_arguments
+    from rfcli.trainers import chunking
     from rfcli.trainers.chunking import steps_per_epoch
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -141,11 +142,9 @@ def optimizer_steps(config: ExperimentConfig, num_rows: int) -> tuple[int | None
     if trainer_kind(config.trainer).steps_from_rows:
         batches = math.ceil(num_rows / args.per_device_train_batch_size)
         epoch_steps = steps_per_epoch(batches, args.gradient_accumulation_steps)
-    if args.max_steps > 0:
-        return epoch_steps, args.max_steps
     if epoch_steps is None:
-        return None
-    return epoch_steps, epoch_steps * math.ceil(args.num_train_epochs)
+        return (None, args.max_steps) if args.max_steps > 0 else None
+    return epoch_steps, chunking.optimizer_steps(epoch_steps, args.num_train_epochs, args.max_steps)
 
 
 def chunk_errors(run: PlannedRun, steps: int) -> Iterator[ConfigError]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.config.schema import PolicyConfig
+from rfcli.engine.learning_signal import WARNING
 from rfcli.errors import NotFoundError
 from rfcli.results.settings import differing_settings, settings_label
 from rfcli.store.database import ExperimentStore, RecordNotFoundError, RunRecord
@@ -30,6 +31,8 @@ class RunResult:
     """Every logged metric: key -> (step, value) points, by step."""
     ended_by: str | None = None
     """Who or what stopped, failed or deleted the run ('rf ctl', 'policy', 'error', ...)."""
+    warning: str | None = None
+    """What makes its results doubtful (no learning signal, say), as the controller recorded it."""
 
     @property
     def label(self) -> str:
@@ -89,6 +92,7 @@ def load_results(folder: Path, run_ids: list[int] | None = None) -> ExperimentRe
         except RecordNotFoundError as missing:
             raise NotFoundError(str(missing)) from None
         settings = differing_settings({run.id: run.config for run in runs})
+        warnings = run_warnings(store)
         results = [
             RunResult(
                 run=run,
@@ -96,6 +100,7 @@ def load_results(folder: Path, run_ids: list[int] | None = None) -> ExperimentRe
                 latest=store.latest_metrics(run.id),
                 curves=curves(store, run.id),
                 ended_by=ended_by(store, run),
+                warning=warnings.get(run.id),
             )
             for run in runs
         ]
@@ -115,3 +120,12 @@ def ended_by(store: ExperimentStore, run: RunRecord) -> str | None:
         return None
     latest = next((event for event in store.events(limit=50, run_id=run.id) if event.kind == run.state), None)
     return None if latest is None else latest.cause
+
+
+def run_warnings(store: ExperimentStore) -> dict[int, str]:
+    """Each run's warning (no learning signal, say), by run id: one per run, so a run's count is small."""
+    warnings: dict[int, str] = {}
+    for event in reversed(store.events(limit=1_000_000, kind=WARNING)):
+        if event.run_id is not None:
+            warnings.setdefault(event.run_id, event.detail or "")
+    return warnings

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from rfcli.config.schema import generation_metric_keys
 from rfcli.results.experiment import ExperimentResults, RunResult
+from rfcli.results.settings import counted
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,7 +52,7 @@ def loss_figure(results: ExperimentResults) -> Figure:
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=min(3, max(1, len(labels))), fontsize=8)
-    figure.suptitle(f"{results.name}: {len(results.runs)} runs")
+    figure.suptitle(f"{results.name}: {counted(len(results.runs), 'run')}")
     return figure
 
 

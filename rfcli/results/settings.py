@@ -20,6 +20,11 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def counted(number: int, noun: str) -> str:
+    """'1 run', '4 runs', '1,024 training steps': a count with its noun, singular for one."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
+
+
 def differing_settings(configs: dict[int, dict[str, Any]]) -> dict[int, dict[str, str]]:
     """{run id: {dotted key: value}} for the keys whose values differ between these runs' configs."""
     from rfcli.config.plan import flatten, varying_keys  # OmegaConf: not for `rf --help`

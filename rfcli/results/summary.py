@@ -21,9 +21,14 @@ def summary_markdown(results: ExperimentResults, picture: str) -> str:
             f"Best run by eval loss: **run {best.run.id}** ({apart}),"
             f" eval loss {format_metric(best.value(BEST_BY))} at step {best.run.global_step}; its last"
             f" checkpoint is `{best.run.checkpoint or 'not written yet'}`."
+            + (f" **But it has a warning:** {best.warning}." if best.warning else "")
         )
     else:
         lines.append("No run has an eval loss yet (no eval data, or no chunk finished).")
+    warned = [result for result in results.runs if result.warning]
+    if warned:
+        lines += ["", "## Warnings", ""]
+        lines += [f"- run {result.run.id}: {result.warning}" for result in warned]
     lines += [
         "",
         *runs_table(results),

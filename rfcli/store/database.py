@@ -194,6 +194,12 @@ class CommandRecord:
     def pending(self) -> bool:
         return self.outcome is None
 
+    @property
+    def made_run(self) -> int | None:
+        """The run an applied clone made."""
+        made = self.args.get("made_run")
+        return None if made is None else int(made)
+
 
 @contextmanager
 def _one_opener_at_a_time(folder: Path) -> Iterator[None]:
@@ -476,14 +482,15 @@ class ExperimentStore:
         with self._transaction():
             return self._insert_event(run_id, kind, cause, detail, time.time())
 
-    def events(self, limit: int = 20, run_id: int | None = None) -> list[EventRecord]:
-        """The latest `limit` events, newest first; only `run_id`'s when given."""
-        if run_id is None:
-            rows = self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self._read(
-                "SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)
-            )
+    def events(
+        self, limit: int = 20, run_id: int | None = None, kind: str | None = None
+    ) -> list[EventRecord]:
+        """The latest `limit` events, newest first; only `run_id`'s, or only those of `kind`, when given."""
+        rows = self._read(
+            "SELECT * FROM events WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR kind = ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (run_id, run_id, kind, kind, limit),
+        )
         return [EventRecord(**dict(row)) for row in rows]
 
     # -- control commands ---------------------------------------------------------------------
@@ -516,14 +523,19 @@ class ExperimentStore:
         )
         return [_command_record(row) for row in rows]
 
-    def finish_command(self, command_id: int, *, outcome: str, error: str | None = None) -> None:
+    def finish_command(
+        self, command_id: int, *, outcome: str, error: str | None = None, made_run: int | None = None
+    ) -> None:
+        """The command's outcome; an applied clone keeps the id of the run it made (in its args), so
+        whoever gave the command can name that run."""
         if outcome not in COMMAND_OUTCOMES:
             raise ValueError(f"command outcome must be one of {', '.join(COMMAND_OUTCOMES)}, not '{outcome}'")
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE commands SET outcome = ?, error = ?, finished_at = ?"
+                "UPDATE commands SET outcome = ?, error = ?, finished_at = ?,"
+                " args = CASE WHEN ? IS NULL THEN args ELSE json_set(args, '$.made_run', ?) END"
                 " WHERE id = ? AND outcome IS NULL",
-                (outcome, error, time.time(), command_id),
+                (outcome, error, time.time(), made_run, made_run, command_id),
             )
             if cursor.rowcount == 0:
                 row = db.execute("SELECT outcome FROM commands WHERE id = ?", (command_id,)).fetchone()

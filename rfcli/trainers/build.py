@@ -82,7 +82,7 @@ def build_trainer(
     reference_folder: Path,
 ) -> Trainer:
     """The run's trainer, checkpointing into `output_dir`; a DPO run shares the reference
-    log-probs kept in `reference_folder`, one file per reference model, data and tokenization."""
+    log-probs kept in `reference_folder`, by reference model, scoring settings and row."""
     args = training_arguments(config, output_dir, on_device=True)
     extra: dict[str, Any] = {}
     kind = trainer_kind(config.trainer)
@@ -93,7 +93,7 @@ def build_trainer(
         ]
         args.reward_weights = [reward.weight for reward in config.rewards]  # type: ignore[attr-defined]
     if kind.uses_reference:
-        extra["ref_model"] = reference_model(config.model)
+        extra["ref_model"] = reference_model(config.model, full_fine_tune=config.lora is None)
         extra["reference_cache"] = ReferenceCache(reference_folder, reference_key(config.model))
     trainer = trainer_class(config.trainer)(
         model=model,

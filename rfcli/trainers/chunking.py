@@ -16,6 +16,11 @@ def steps_per_epoch(num_batches: int, gradient_accumulation_steps: int) -> int:
     return max(math.ceil(num_batches / gradient_accumulation_steps), 1)
 
 
+def optimizer_steps(epoch_steps: int, num_train_epochs: float, max_steps: int) -> int:
+    """A run's optimizer steps: `max_steps` when set (> 0), else whole epochs (a partial one counts)."""
+    return max_steps if max_steps > 0 else epoch_steps * math.ceil(num_train_epochs)
+
+
 def chunk_boundaries(epoch_steps: int, num_chunks: int, max_steps: int) -> list[int]:
     """The global steps at which each chunk ends, the last one being `max_steps`.
 

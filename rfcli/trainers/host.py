@@ -30,14 +30,17 @@ def reference_key(model: ModelConfig) -> str:
 _REFERENCES: dict[str, PreTrainedModel] = {}
 
 
-def reference_model(model: ModelConfig) -> PreTrainedModel | None:
-    """A separately named DPO reference (`model.reference`), frozen and shared by every run of the
-    worker that names it while one needs it; None means the base model is the reference."""
-    if model.reference is None:
+def reference_model(model: ModelConfig, full_fine_tune: bool) -> PreTrainedModel | None:
+    """DPO's reference as a model of its own, loaded once per worker process, frozen and shared by every
+    run that scores with it: `model.reference`, or for a full fine-tune the base model as loaded (its
+    own weights change as it trains, and rf scores the reference while it does; see `dpo_reference`).
+    None: a LoRA run's base model, its adapters disabled, is the reference."""
+    name = model.reference or (model.name if full_fine_tune else None)
+    if name is None:
         return None
     key = reference_key(model)
     if key not in _REFERENCES:
-        reference = load_base_model(dataclasses.replace(model, name=model.reference))
+        reference = load_base_model(dataclasses.replace(model, name=name))
         reference.requires_grad_(False)
         _REFERENCES[key] = reference.eval()
     return _REFERENCES[key]

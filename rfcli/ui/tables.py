@@ -15,9 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from rfcli.config.schema import generation_metric_keys
+from rfcli.engine.learning_signal import WARNING
 from rfcli.engine.messages import ChunkProgress
 from rfcli.engine.progress import LiveProgress, format_duration
-from rfcli.results.settings import differing_settings, settings_label, short_keys
+from rfcli.results.experiment import run_warnings
+from rfcli.results.settings import counted, differing_settings, settings_label, short_keys
 from rfcli.store.database import RUN_STATES, EventRecord, ExperimentStore, RunRecord
 
 LOG_WIDTH = 160
@@ -46,9 +48,10 @@ ROUTINE = ("running", "ready")
 
 
 def notable_events(store: ExperimentStore, limit: int) -> list[EventRecord]:
-    """The latest events, newest first, without the scheduler's routine chunk hand-offs."""
+    """The latest events, newest first, without the scheduler's routine chunk hand-offs and the
+    warnings (listed on their own, see `run_warnings`)."""
     events = store.events(limit=limit * 20)
-    notable = [e for e in events if not (e.cause == "scheduler" and e.kind in ROUTINE)]
+    notable = [e for e in events if not (e.cause == "scheduler" and e.kind in ROUTINE) and e.kind != WARNING]
     return notable[:limit]
 
 
@@ -59,10 +62,12 @@ def status_view(
     events: list[EventRecord],
     selected: int | None = None,
     progress: LiveProgress | None = None,
+    warnings: dict[int, str] | None = None,
 ) -> Group:
-    """The runs table, then the recent events oldest first. Each run is named by the settings that
-    set it apart; the `selected` run is marked; with `progress` (the live view) a training run also
-    shows how far it is inside its chunk, and the title the experiment's estimated time left."""
+    """The runs table, then every run's warning, then the recent events oldest first. Each run is
+    named by the settings that set it apart; the `selected` run is marked; with `progress` (the live
+    view) a training run also shows how far it is inside its chunk, and the title the experiment's
+    estimated time left. A warning stays listed however many events came since."""
     settings = differing_settings({run.id: run.config for run in runs})
     keys = list(settings[runs[0].id]) if runs else []
     table = Table(
@@ -119,6 +124,9 @@ def status_view(
         ]
         table.add_row(*cells, style="reverse bold" if marked else None)
     lines: list[Any] = [table if runs else Text(f"{folder.name}: no runs yet", style="dim")]
+    if warnings:
+        lines.append(Text("warnings", style="bold yellow"))
+        lines.extend(Text(f"  run {run_id}: {text}") for run_id, text in sorted(warnings.items()))
     if events:
         lines.append(Text("recent events", style="bold"))
         lines.extend(event_line(event) for event in reversed(events))
@@ -126,7 +134,7 @@ def status_view(
 
 
 def table_title(folder: Path, runs: list[RunRecord], progress: LiveProgress | None) -> str:
-    title = f"{folder.name}: {len(runs)} runs"
+    title = f"{folder.name}: {counted(len(runs), 'run')}"
     eta = progress.eta_seconds(runs) if progress is not None else None
     return title if eta is None else f"{title} · about {format_duration(eta)} left"
 
@@ -178,4 +186,5 @@ def experiment_view(
     """The runs table and recent events of one experiment, read from its store."""
     runs = store.runs()
     latest = {run.id: store.latest_metrics(run.id) for run in runs}
-    return status_view(folder, runs, latest, notable_events(store, RECENT_EVENTS), selected, progress)
+    events = notable_events(store, RECENT_EVENTS)
+    return status_view(folder, runs, latest, events, selected, progress, run_warnings(store))

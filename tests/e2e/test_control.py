@@ -159,16 +159,24 @@ def test_ctl_stops_resumes_deletes_and_clones_during_a_run(tmp_path: Path) -> No
     run_rf("ctl", "resume", "1", *ctl, expect=0)
     output, _ = process.communicate(timeout=RF_TIMEOUT_S)
     assert process.returncode == 0, output
-    run_rf("run", path, expect=0)
+    # With no rf run attached, rf ctl makes the clone itself and names it; the experiment's stored
+    # plan, without the file, trains it (and any clone above that came after the sweep ended).
+    late = run_rf("ctl", "clone", "1", "training.learning_rate=2e-4", *ctl, expect=0).stdout
+    assert late == (
+        "clone run 1: applied: made run 6 (clone of 1 training.learning_rate=2e-4); "
+        f"`rf run -e steered --dir {experiments}` trains it\n"
+    )
+    run_rf("run", "-e", "steered", "--dir", experiments, expect=0)
 
     with ExperimentStore(folder / "state.db") as store:
         runs = {run.id: run for run in store.runs()}
         events = store.events(limit=500)
         clone_losses = [step for step, key, _ in store.metrics(4) if key == "loss"]
-    assert [runs[i].state for i in (1, 2, 3, 4, 5)] == [
+    assert [runs[i].state for i in (1, 2, 3, 4, 5, 6)] == [
         "completed",
         "completed",
         "deleted",
+        "completed",
         "completed",
         "completed",
     ]

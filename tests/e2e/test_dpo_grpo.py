@@ -8,12 +8,14 @@ GRPO: 2 runs (two reward lists) on rf-tiny-math, 24 prompts x 4 generations (bat
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from rfcli.store.database import ExperimentStore
 from tests.e2e.conftest import write_yaml
@@ -29,6 +31,11 @@ REWARDS = "recipes.math_rewards"
 def broken_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     """A reward that fails at its first call: its run must fail, the others finish."""
     raise RuntimeError("this reward is broken on purpose")
+
+
+def zero_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """A reward nothing can earn: its run learns nothing and must say so."""
+    return [0.0 for _ in completions]
 
 
 def dpo_config(experiments: Path, name: str, **changes: Any) -> dict[str, Any]:
@@ -91,9 +98,11 @@ def grpo_config(experiments: Path, name: str, **changes: Any) -> dict[str, Any]:
 
 
 def train(rf: RunRf, folder: Path, config: dict[str, Any], expect: int = 0) -> Path:
-    """`rf run` one config; returns its experiment folder."""
-    rf("run", write_yaml(folder / f"{config['name']}.yaml", config), expect=expect)
-    return Path(config["experiments_dir"]) / config["name"]
+    """`rf run` one config; returns its experiment folder, where its output is kept as `rf-run.out`."""
+    result = rf("run", write_yaml(folder / f"{config['name']}.yaml", config), expect=expect)
+    experiment = Path(config["experiments_dir"]) / config["name"]
+    (experiment / "rf-run.out").write_text(result.stdout)
+    return experiment
 
 
 def series(
@@ -163,8 +172,22 @@ def test_dpo_shared_reference_equals_each_run_scoring_its_own(dpo_experiments: d
     for key in ("loss", "rewards/chosen", "rewards/margins"):
         own = series(dpo_experiments["own_reference"], key, beta)
         assert_same(own, series(dpo_experiments["chunked"], key, beta), key)
-    cached = sorted(p.name for p in (dpo_experiments["chunked"] / "reference-logps").iterdir())
-    assert len(cached) == 2, cached  # train and eval, computed by the first run, read by the second
+    [cache] = (dpo_experiments["chunked"] / "reference-logps").iterdir()  # one reference, one scoring
+    keys = [key for path in cache.iterdir() for key in torch.load(path, weights_only=True)["keys"]]
+    # Each row scored once: rows whose tokens are the same (a pair truncated to the same max_length
+    # prefix) are one row to the reference.
+    assert len(keys) == len(set(keys)) and 90 < len(keys) <= 96 + 8
+    with ExperimentStore(dpo_experiments["chunked"] / "state.db") as store:
+        scored = {
+            run.id: sum(value for _, key, value in store.metrics(run.id) if key.endswith("reference_rows"))
+            for run in store.runs()
+        }
+    assert scored == {1: len(keys), 2: 0}, "the second run reads the rows the first one scored"
+    lines = (dpo_experiments["chunked"] / "rf-run.out").read_text().splitlines()
+    first = {run: next(line for line in lines if line.startswith(f"run {run}: chunk 1/4")) for run in (1, 2)}
+    said = re.search(r" · reference log-probs of (\d+) new rows \(", first[1])
+    assert said is not None and 24 <= int(said.group(1)) <= 32, first[1]  # 3 batches of 8, the 8 eval rows
+    assert "reference" not in first[2]
     assert not (dpo_experiments["own_reference"] / "reference-logps").exists()
 
 
@@ -228,11 +251,24 @@ def test_grpo_losses_equal_the_pinned_ones(grpo_experiments: dict[str, Path]) ->
 
 
 @pytest.mark.usefixtures("math_model")
-def test_grpo_failing_reward_fails_only_its_run(rf: RunRf, tmp_path: Path) -> None:
+def test_grpo_failing_reward_fails_only_its_run_and_a_flat_reward_gets_a_warning(
+    rf: RunRf, tmp_path: Path
+) -> None:
     config = grpo_config(tmp_path / "experiments", "broken")
-    config["rewards"] = {"grid": [[f"{REWARDS}:answer_format"], ["tests.e2e.test_dpo_grpo:broken_reward"]]}
+    here = "tests.e2e.test_dpo_grpo"
+    config["rewards"] = {
+        "grid": [[f"{REWARDS}:answer_format"], [f"{here}:broken_reward"], [f"{here}:zero_reward"]]
+    }
     experiment = train(rf, tmp_path, config, expect=1)
     with ExperimentStore(experiment / "state.db") as store:
         states = {run.id: (run.state, run.error or "") for run in store.runs()}
+        warnings = {event.run_id: event.detail for event in store.events(limit=100, kind="warning")}
     assert states[1][0] == "completed"
     assert states[2][0] == "failed" and "broken on purpose" in states[2][1]
+    assert states[3][0] == "completed"
+    assert list(warnings) == [3], "only the run whose rewards never varied is warned about"
+    assert (warnings[3] or "").startswith(
+        "no learning signal in chunk 1: every generation of a prompt got the same reward (reward 0 at every"
+    )
+    status = rf("status", "broken", "--dir", tmp_path / "experiments", expect=0).stdout
+    assert "warnings" in status and "run 3: no learning signal in chunk 1" in status

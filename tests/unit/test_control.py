@@ -69,10 +69,10 @@ def fail_when_marked_applied(monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill after a command's effect, before its 'applied' mark."""
     original = ExperimentStore.finish_command
 
-    def finish(self: ExperimentStore, command_id: int, *, outcome: str, error: str | None = None) -> None:
+    def finish(self: ExperimentStore, command_id: int, *, outcome: str, **details: Any) -> None:
         if outcome == "applied":
             raise KeyboardInterrupt("killed")
-        original(self, command_id, outcome=outcome, error=error)
+        original(self, command_id, outcome=outcome, **details)
 
     monkeypatch.setattr(ExperimentStore, "finish_command", finish)
 

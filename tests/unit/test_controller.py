@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -100,6 +101,7 @@ def test_a_stopped_or_deleted_run_is_released_from_the_worker_it_is_parked_on(
 KILLED_RECORDING_LAST_CHUNK = """
 import os, signal, sys
 from pathlib import Path
+from types import SimpleNamespace
 from rfcli.store.database import ExperimentStore
 from tests.unit.controller_harness import InstantPool, chunk_done, make_controller
 
@@ -214,3 +216,23 @@ def test_a_full_disk_under_the_store_pauses_too(tmp_path: Path, monkeypatch: pyt
         assert [run.state for run in store.runs()] == ["running", "pending"]  # as a kill leaves it
         run_to_the_end(make_controller(store, InstantPool(tmp_path), tracker))
         assert [run.state for run in store.runs()] == ["completed"] * 2
+
+
+def test_a_run_with_no_learning_signal_gets_one_warning_event(
+    layout: ExperimentLayout, store: ExperimentStore
+) -> None:
+    announced: list[str] = []
+    pool = SimpleNamespace(experiment=layout.folder, workers=[], send=lambda worker, message: None)
+    controller = Controller(store, tracker=None, pool=pool, announce=announced.append)  # type: ignore[arg-type]
+    flat = [(step, "frac_reward_zero_std", 1.0) for step in (1, 2)] + [(2, "reward", 0.0), (1, "reward", 0.0)]
+    store.set_config(1, {"trainer": "grpo", "training": {}}, fresh_optimizer_step=None)
+    for chunk, step in ((1, 2), (2, 4)):
+        store.set_state(1, "running", cause="scheduler", worker=0)
+        checkpoint = layout.checkpoints(1) / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        done = ChunkDone(0, 1, chunk, 4, step, 8, str(checkpoint), False, 1.0, 0.0, 0.1, 0.0, flat)
+        controller.record(done)
+    [warning] = store.events(run_id=1, kind="warning")
+    assert warning.cause == "rf run"
+    assert warning.detail is not None and warning.detail.startswith("no learning signal in chunk 1")
+    assert [line for line in announced if "warning" in line] == [f"run 1: warning: {warning.detail}"]

@@ -3,6 +3,8 @@ refuses what can never apply. Runs in given states in a real store, fake checkpo
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,10 @@ def test_delete_applies_at_once_and_a_second_delete_is_refused(folder: Path) -> 
 def test_a_warm_clone_applies_at_once_from_a_copy_of_the_checkpoint(folder: Path) -> None:
     result = ctl(folder, "clone", "1", "--warm", "training.max_steps=60", "training.learning_rate=1e-4")
     assert result.exit_code == 0, result.output
+    assert result.output == (
+        "clone run 1: applied: made run 4 (clone of 1 (warm) training.max_steps=60 "
+        f"training.learning_rate=1e-4); `rf run -e sweep --dir {folder.parent}` trains it\n"
+    )
     with store_of(folder) as store:
         clone = store.run(4)
     assert (clone.parent_id, clone.warm_start, clone.state, clone.global_step) == (1, True, "ready", 20)
@@ -89,6 +95,24 @@ def test_a_warm_clone_applies_at_once_from_a_copy_of_the_checkpoint(folder: Path
     assert (copied / "run_4" / "adapter_model.safetensors").read_bytes() == b"weights"
     assert not (copied / "optimizer.pt").exists(), "a warm clone starts a fresh optimizer"
     assert clone.config["training"]["learning_rate"] == 1e-4
+
+
+def test_a_clone_that_rf_run_applies_names_the_run_it_made(folder: Path, attached: None) -> None:
+    from rfcli.engine.control import CommandApplier
+
+    def controller() -> None:  # what the attached rf run does between chunks
+        with store_of(folder) as store:
+            while not store.has_run(4):
+                CommandApplier(store, ExperimentLayout(folder), on_change=lambda *_: None).apply_pending(())
+                time.sleep(0.05)
+
+    applying = threading.Thread(target=controller)
+    applying.start()
+    result = ctl(folder, "clone", "2", "training.learning_rate=1e-4", "--wait", "10")
+    applying.join()
+    assert result.output == (
+        "clone run 2: applied: made run 4 (clone of 2 training.learning_rate=1e-4); rf run trains it now\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,9 @@ def test_random_plan_is_seeded(tmp_path: Path) -> None:
         (["name=???"], "name", "required"),
         (["data.eval_rows=0"], "data.eval_rows", ">= 1"),
         (["data.eval_fraction=null", "data.eval_rows=8"], "data.eval_rows", "no eval set to sample"),
+        (["grid=[{num_chunks: 2}]"], "grid", "write the whole file as {grid: [config A, config B]}"),
+        (["training.grid=[1]"], "training.grid", "make training itself the axis"),
+        (["name={grid: [unit, other]}"], "name", "every run of a plan belongs to one experiment"),
     ],
 )
 def test_bad_input_names_file_key_and_fix(
@@ -125,6 +128,36 @@ def test_bad_input_names_file_key_and_fix(
     assert error.source == str(path)
     assert error.key == key, str(error)
     assert message in str(error)
+
+
+def test_whole_alternative_configurations_are_one_grid_over_the_file(tmp_path: Path) -> None:
+    """Two configurations that differ in several sections at once: the file is `{grid: [A, B]}`."""
+    single = write_config(tmp_path).read_text().replace("{grid: [1.0e-3, 1.0e-4]}", "1.0e-3")
+    full_fine_tune = single.replace("lora: {r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj]}\n", "")
+    options = [
+        textwrap.indent(text, "    ").replace("    name", "  - name", 1) for text in (single, full_fine_tune)
+    ]
+    path = tmp_path / "alternatives.yaml"
+    path.write_text("grid:\n" + "".join(options))
+    plan = compile_plan(path, ["grid.1.training.learning_rate=1e-5"])
+    assert [(run.config.lora is None, run.config.training["learning_rate"]) for run in plan.runs] == [
+        (False, 1e-3),
+        (True, 1e-5),
+    ]
+
+
+def test_the_readmes_whole_alternatives_example_is_a_plan_of_4_runs(tmp_path: Path) -> None:
+    readme = Path("README.md").read_text(encoding="utf-8")
+    example = readme.split("#### Whole alternative configurations")[1].split("```yaml\n")[1].split("```")[0]
+    (tmp_path / "alternatives.yaml").write_text(example)
+    plan = compile_plan(tmp_path / "alternatives.yaml", [])
+    assert [(run.config.lora or {}).get("r") for run in plan.runs] == [8, 32, 8, 16]
+    assert {run.config.name for run in plan.runs} == {"two-setups"}
+
+
+def test_keys_inside_kwargs_are_the_users_own(tmp_path: Path) -> None:
+    plan = compile_plan(write_config(tmp_path), ["data.train.kwargs={grid: [1, 2], size: 3}"])
+    assert plan.runs[0].config.data.train.kwargs == {"grid": [1, 2], "size": 3}
 
 
 def test_reward_must_take_trl_keywords(tmp_path: Path) -> None:

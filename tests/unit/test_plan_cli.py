@@ -30,6 +30,18 @@ def test_plan_prints_one_row_per_run_with_the_values_that_differ() -> None:
     assert "model.name" not in result.stdout  # the same in every run
 
 
+def test_a_one_run_plan_lists_its_settings_unfolded_and_says_1_run() -> None:
+    result = rf("plan", "configs/quickstart.yaml", "lora={r: 8}", "training.learning_rate=1e-3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].strip() == "quickstart: SFT run plan from configs/quickstart.yaml"  # not folded
+    assert lines[-1].strip() == "1 run · 4 chunks per epoch · training steps depend on the data size"
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in lines if line.count("│") == 3}
+    assert rows["training.learning_rate"] == "0.001"
+    assert rows["lora.r"] == "8"
+    assert "search" not in rows  # an empty section
+
+
 def test_plan_json_has_every_resolved_config() -> None:
     result = rf("plan", "configs/quickstart.yaml", "--json")
     assert result.returncode == 0, result.stderr

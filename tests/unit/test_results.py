@@ -77,6 +77,32 @@ def test_summary_names_the_best_run_and_every_checkpoint(tmp_path: Path) -> None
     assert rows[5].startswith("| 4 | 32 | 0.003 | failed | 8/16 | - | - |")
 
 
+def warn(folder: Path, run_id: int, text: str) -> None:
+    with ExperimentStore(folder / "state.db") as store:
+        store.add_event(run_id, "warning", cause="rf run", detail=text)
+
+
+def test_a_best_run_with_a_warning_is_never_called_best_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_sweep(tmp_path)
+    warn(folder, 2, "no learning signal in chunk 1: the loss was 0 at every step")
+    results = load_results(folder)
+    markdown = summary_markdown(results, "losses.png")
+    assert (
+        "Best run by eval loss: **run 2** (r=8 lr=0.003), eval loss 2.1 at step 8; its last checkpoint is "
+        f"`{results.run(2).run.checkpoint}`. **But it has a warning:** no learning signal in chunk 1"
+    ) in markdown
+    assert "## Warnings\n\n- run 2: no learning signal in chunk 1: the loss was 0 at every step\n" in markdown
+    from rfcli.cli.export import best_run
+
+    assert best_run(results, "eval_loss").run.id == 2
+    assert capsys.readouterr().out.splitlines() == [
+        "best run by eval_loss: 2 (eval_loss 2.1)",
+        "warning: run 2: no learning signal in chunk 1: the loss was 0 at every step",
+    ]
+
+
 def test_figure_has_one_line_per_run_in_each_panel_with_labelled_axes(tmp_path: Path) -> None:
     figure = loss_figure(load_results(write_sweep(tmp_path)))
     train, evaluation = figure.axes

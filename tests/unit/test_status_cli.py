@@ -77,6 +77,24 @@ def test_recent_events_below_the_table_oldest_first(experiments: Path) -> None:
     assert len(events.strip().splitlines()) == 1 + 6  # heading + the 6 notable of 10 events
 
 
+def test_a_runs_warning_stays_listed_under_the_table_and_in_json(experiments: Path) -> None:
+    folder = experiment_folder(experiments, "lora-sweep")
+    with ExperimentStore(folder / STATE_DB) as store:
+        store.add_event(4, "warning", cause="rf run", detail="no learning signal in chunk 1: the loss was 0")
+        for _ in range(20):  # more news than the recent events show
+            store.add_event(None, "started", cause="rf run")
+    out = invoke("--dir", str(experiments)).output
+    assert "warnings\n  run 4: no learning signal in chunk 1: the loss was 0\n" in out
+    assert "warning  by" not in out[out.index("recent events") :]  # listed once, above
+    document = json.loads(invoke("--dir", str(experiments), "--json").output)
+    assert [run["warning"] for run in document["runs"]] == [
+        None,
+        None,
+        None,
+        "no learning signal in chunk 1: the loss was 0",
+    ]
+
+
 def test_a_long_event_detail_shows_its_first_line(experiments: Path) -> None:
     with ExperimentStore(experiments / "lora-sweep" / STATE_DB) as store:
         store.set_state(4, "running", cause="scheduler", worker=0)

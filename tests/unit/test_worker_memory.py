@@ -119,8 +119,8 @@ def test_a_separate_dpo_reference_leaves_once_its_log_probs_are_computed(
     loaded: list[weakref.ref[Any]] = []
     load = host.reference_model
 
-    def reference_model(model: Any) -> Any:
-        reference = load(model)
+    def reference_model(model: Any, full_fine_tune: bool) -> Any:
+        reference = load(model, full_fine_tune)
         loaded.append(weakref.ref(reference))
         return reference
 
