@@ -39,6 +39,10 @@ def plan_command(
         return
     console = output_console()
     console.print(plan_table(run_plan))
+    if run_plan.search is not None:
+        from rfcli.config.model_search import describe_search
+
+        console.print(describe_search(run_plan.search, len(run_plan.runs)), markup=False)
     policy = run_plan.runs[0].config.policy
     if policy.name != "none":
         from rfcli.config.policy import describe_policy

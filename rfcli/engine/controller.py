@@ -27,6 +27,7 @@ from rfcli.engine.messages import (
 )
 from rfcli.engine.pool import Pool
 from rfcli.engine.progress import LiveProgress
+from rfcli.engine.refill import Refill
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
@@ -70,6 +71,8 @@ class Controller:
         self.unsynced: set[int] = set()
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
         self.judge = Judge(store, tracker)
+        self.refill = Refill(store)
+        """The experiment's model-based search, if any: fills each free slot with its next proposal."""
         """The experiment's policy (sha, asha, pbt), if any: decides after each recorded chunk."""
         self.progress = LiveProgress()
         """Each training run's place inside its chunk, for the live table."""
@@ -97,6 +100,8 @@ class Controller:
         for line in self.commands.apply_pending(busy=self.placement.in_flight()):
             self.announce(line)
         if not self.leaving:
+            for line in self.refill.fill_free_slots():  # a slot freed by a stop, a failure, an end
+                self.announce(line)
             self.dispatch()
 
     def busy_or_schedulable(self) -> bool:

@@ -12,6 +12,7 @@ from rfcli.config.errors import ConfigError
 from rfcli.config.loader import load_raw_config
 from rfcli.config.plan import RunPlan
 from rfcli.config.policy import POLICY_META
+from rfcli.search.proposer import PRIOR_META, SEARCH_META, SearchSettings
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder
 from rfcli.store.layout import ExperimentLayout
@@ -28,9 +29,12 @@ class Experiment:
     tracker: MlflowTracker
 
     def has_work(self) -> bool:
-        """A run left to train, or a command waiting (a resume, a clone) that may give one."""
+        """A run left to train, a command waiting (a resume, a clone) that may give one, or a
+        proposal left for a model-based search to make."""
+        from rfcli.engine.refill import Refill
+
         unfinished = any(run.state in UNFINISHED for run in self.store.runs())
-        return unfinished or bool(self.store.pending_commands())
+        return unfinished or bool(self.store.pending_commands()) or Refill(self.store).proposals_left()
 
 
 def named_folder(path: Path, overrides: list[str]) -> Path | None:
@@ -79,7 +83,9 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
         remember_tracking_uri(folder, first.tracking_uri)
     store = ExperimentStore(ExperimentLayout(folder).state_db)
     existing = {run.id: run for run in store.runs()}
-    if existing:
+    if run_plan.search is not None or store.get_meta(SEARCH_META) is not None:
+        keep_search(store, run_plan, folder)
+    elif existing:
         check_same_plan(run_plan, existing, folder)
     else:
         varying = run_plan.varying_keys()
@@ -87,11 +93,37 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
             store.add_run(
                 run.id, run.raw, run.fingerprint, name=run_name(run.id, run.flat(), varying), cause="plan"
             )
+    if not existing:
         store.set_meta("source", run_plan.source)
     # The policy of this `rf run` steers from now on: it is not part of the plan's identity.
     store.set_meta(POLICY_META, json.dumps(dataclasses.asdict(first.policy)))
     tracker = MlflowTracker(tracking_uri_for(folder), first.name)
     return Experiment(folder, store, tracker)
+
+
+def keep_search(store: ExperimentStore, run_plan: RunPlan, folder: Path) -> None:
+    """A model-based search keeps its settings in the store, and what its prior experiments had
+    recorded when it began; the same file continues it (how many to try, and how many at once, may
+    change), any other plan is refused."""
+    stored = store.get_meta(SEARCH_META)
+    search = run_plan.search
+    if search is None or (stored is None and store.runs()):
+        started = "a model-based search" if stored else "a plan of its own"
+        raise different_plan(run_plan, folder, f"it was started as {started}")
+    if stored is not None and not SearchSettings.from_json(stored).same_search(search):
+        raise different_plan(run_plan, folder, "its search space, method or seed differ")
+    if stored is None:
+        store.set_meta(PRIOR_META, run_plan.prior.to_json())  # before the search: a kill between rewrites it
+    store.set_meta(SEARCH_META, search.to_json())
+
+
+def different_plan(run_plan: RunPlan, folder: Path, why: str) -> ConfigError:
+    return ConfigError(
+        f"experiment '{run_plan.name}' in {folder} was started with a different plan ({why}); give this "
+        "sweep another `name` (e.g. name=my-sweep-2) or remove that folder",
+        source=run_plan.source,
+        key="name",
+    )
 
 
 def check_same_plan(run_plan: RunPlan, existing: dict[int, Any], folder: Path) -> None:

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +17,10 @@ from rfcli.engine.judging import Judge
 from rfcli.policy.decisions import Decision
 from rfcli.store.database import CHUNK_KEY, ExperimentStore
 from rfcli.store.layout import ExperimentLayout
+from tests.unit.conftest import run_killed_child
 
 CONFIG = {"trainer": "sft", "seed": 3, "training": {"learning_rate": 1e-3}, "lora": {"r": 8}}
 ASHA = {"name": "asha", "metric": "eval_loss", "mode": "min", "eta": 2}
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class NoTracker:
@@ -145,23 +141,11 @@ os.kill(os.getpid(), signal.SIGKILL)  # "after": decided and recorded, not yet a
 """
 
 
-def kill_child_while_deciding(path: Path, where: str) -> None:
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(KILLED_CHILD), str(path), where],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
-
-
 @pytest.mark.parametrize("where", ["inside", "after"])
 def test_kill_9_while_deciding_neither_loses_nor_repeats_a_decision(tmp_path: Path, where: str) -> None:
     path = tmp_path / "state.db"
     make_store(path, ASHA, {1: [1.0], 2: [2.0]}).close()
-    kill_child_while_deciding(path, where)
+    run_killed_child(KILLED_CHILD, str(path), where)
     with ExperimentStore(path) as store:
         decided = [(r.decision.run_id, r.decision.verb) for r in store.decisions()]
         if where == "inside":  # the stop rolled back whole: no decision, no event, no command
