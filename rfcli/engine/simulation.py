@@ -85,8 +85,11 @@ def simulate(
     now = 0.0
 
     while True:
-        if concurrent is not None:
-            active = sum(1 for r in in_schedule if r not in stopped and done[r] < total_chunks)
+        if concurrent is not None:  # a stopped run's chunk in flight holds its slot until it ends, as in rf
+            training = {span.run_id for span in running.values()}
+            active = sum(
+                1 for r in in_schedule if (r not in stopped and done[r] < total_chunks) or r in training
+            )
             for _ in range(free_slots(active, len(in_schedule), concurrent, len(chunk_seconds))):
                 in_schedule.append(to_propose[len(in_schedule)])
         progress = [
