@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from rfcli.cli.app import app
 from rfcli.config.policy import POLICY_META
 from rfcli.config.schema import PolicyConfig
 from rfcli.engine.experiment import Experiment
@@ -193,3 +195,18 @@ def test_an_experiment_has_work_while_proposals_are_left(tmp_path: Path) -> None
         for run_id in (1, 2):
             store.set_state(run_id, "stopped", cause="rf ctl")
         assert not experiment.has_work()
+
+
+def test_rf_status_shows_the_search_and_its_proposals(tmp_path: Path) -> None:
+    with search_store(tmp_path / "sweep" / "state.db") as store:
+        refill(store).fill_free_slots()
+    runner = CliRunner()
+    out = runner.invoke(app, ["status", "sweep", "--dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert (
+        "search: tpe on eval_loss (min), 3 of 6 proposed, 3 at a time; latest: run 3, QMC start, 3 of 3"
+        in out.output
+    )
+    document = json.loads(runner.invoke(app, ["status", "sweep", "--dir", str(tmp_path), "--json"]).output)
+    assert [p["detail"] for p in document["search"]["proposals"]] == [
+        f"QMC start, {k} of 3" for k in (1, 2, 3)
+    ]

@@ -129,7 +129,7 @@ def test_import_is_fast_and_loads_no_training_library() -> None:
     code = (
         "import sys, time; start = time.perf_counter(); import rfcli.cli.status; "
         "elapsed = time.perf_counter() - start; "
-        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow') "
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow', 'optuna') "
         "if m in sys.modules]; "
         "print(elapsed, heavy)"
     )
