@@ -67,7 +67,12 @@ def plan_table(run_plan: Any) -> Table:
 def totals_caption(run_plan: Any) -> str:
     runs = run_plan.runs
     chunks = {run.config.num_chunks for run in runs}
-    parts = [f"{len(runs)} runs", f"{'/'.join(map(str, sorted(chunks)))} chunks per epoch"]
+    count = (
+        f"{len(runs)} runs"
+        if run_plan.search is None
+        else f"the first {len(runs)} of {run_plan.search.num_samples} runs"
+    )
+    parts = [count, f"{'/'.join(map(str, sorted(chunks)))} chunks per epoch"]
     max_steps = [int(run.config.training.get("max_steps", -1)) for run in runs]
     if all(steps > 0 for steps in max_steps):
         parts.append(f"{sum(max_steps):,} training steps in all")

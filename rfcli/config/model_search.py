@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 from rfcli.config.errors import ConfigError
 from rfcli.config.priors import read_prior
 from rfcli.config.schema import MODEL_BASED_METHODS, POLICY_MODES
-from rfcli.search.proposer import Prior, Proposal, SearchSettings, fingerprint, start_proposals
+from rfcli.search.proposer import METHOD_NAMES, Prior, Proposal, SearchSettings, fingerprint, start_proposals
 from rfcli.search.space import config_from_params, parameters, space_size
 
 DEFAULT_CONCURRENT = 8
@@ -183,13 +183,11 @@ def mapping(value: Any) -> dict[str, Any]:
 
 
 def describe_search(settings: SearchSettings, shown: int) -> str:
-    """'tpe proposes 24 configurations, 8 at a time ...' for `rf plan`."""
-    from rfcli.search.proposer import METHOD_NAMES
-
+    """'search: TPE on eval_loss (min) tries 24 configurations, 8 at a time ...' for `rf plan`."""
     prior = settings.section.get("prior") or []
     return (
-        f"search: {settings.method} ({METHOD_NAMES[settings.method]}) on {settings.metric} ({settings.mode}) "
-        f"tries {settings.num_samples} configurations, {settings.concurrent} at a time; the first {shown} "
-        "are above, each later one is proposed when a slot frees, from what the runs record at each rung"
+        f"search: {METHOD_NAMES[settings.method]} on {settings.metric} ({settings.mode}) tries "
+        f"{settings.num_samples} configurations, {settings.concurrent} at a time: the first {shown} are "
+        "above; each later one is proposed as a slot frees, from what the runs record at each chunk"
         + (f"; it starts from experiments {', '.join(prior)}" if prior else "")
     )

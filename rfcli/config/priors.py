@@ -12,6 +12,7 @@ in its own store when it begins: what the priors record later does not change it
 from __future__ import annotations
 
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,13 @@ def experiment_observations(
     folder: Path, name: str, settings: SearchSettings, trainer: str, key: str
 ) -> list[Observation]:
     """An observation of each run of the experiment in `folder` that lies in the space."""
-    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
-        runs = store.runs()
-        values = store.chunk_values(settings.metric)
-        judged_out = store.judged_out()
+    try:
+        with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+            runs = store.runs()
+            values = store.chunk_values(settings.metric)
+            judged_out = store.judged_out()
+    except (RuntimeError, sqlite3.DatabaseError) as error:  # a newer rf's store, a damaged file
+        raise ConfigError(f"cannot read experiment '{name}' in {folder}: {error}", key=key) from None
     found = []
     for run in runs:
         if run.warm_start or run.state == "deleted":

@@ -279,10 +279,8 @@ def describe(settings: SearchSettings, view: RungView, k: int, start: bool) -> s
     if start:
         if k <= settings.concurrent:
             return f"QMC start, {k} of {settings.concurrent}"
-        return (
-            f"QMC start, {k}: {name} takes over at {settings.start_size} values at one rung "
-            f"({view.recorded} so far)"
-        )
+        so_far = f"{view.recorded} so far" if view.recorded else f"no run has recorded {settings.metric} yet"
+        return f"QMC start, {k}: {name} takes over at {settings.start_size} values at one rung ({so_far})"
     detail = f"{name} from {view.recorded} rung-{view.rung} values"
     if view.ranked_last:
         detail += f", {view.ranked_last} judged out before rung {view.rung} ranked last"

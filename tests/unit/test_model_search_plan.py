@@ -125,3 +125,12 @@ def test_a_prior_experiments_best_run_is_proposed_first(tmp_path: Path) -> None:
 def test_every_trainer_plans_a_model_based_search(config: str) -> None:
     plan = compile_plan(Path("configs") / config, [*TPE, LR_RANGE])
     assert len(plan.runs) == 3 and len({run.config.training["learning_rate"] for run in plan.runs}) == 3
+
+
+def test_a_damaged_prior_experiment_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "x" / "old").mkdir(parents=True)
+    (tmp_path / "x" / "old" / "state.db").write_bytes(b"not a database" * 100)
+    overrides = [*TPE, LR_RANGE, "search.prior=[old]", f"experiments_dir={tmp_path / 'x'}"]
+    with pytest.raises(ConfigError, match="cannot read experiment 'old'") as raised:
+        compile_plan(write_config(tmp_path), overrides)
+    assert raised.value.key == "search.prior[0]"

@@ -95,7 +95,8 @@ def test_a_clone_holds_a_slot_and_is_no_proposal(tmp_path: Path) -> None:
         assert refill(store).fill_free_slots() == []  # PBT's replacement took the stopped run's place
         store.set_state(4, "deleted", cause="rf ctl")
         assert refill(store).fill_free_slots() == [
-            "run 5: proposed (QMC start, 4: TPE takes over at 3 values at one rung (0 so far))"
+            "run 5: proposed (QMC start, 4: TPE takes over at 3 values at one rung (no run has recorded "
+            "eval_loss yet))"
         ]
 
 
