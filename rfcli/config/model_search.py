@@ -21,7 +21,7 @@ from rfcli.search.space import config_from_params, parameters, space_size
 DEFAULT_CONCURRENT = 8
 MAX_CONCURRENT = 1000
 """Each slot is a run that a worker may hold in memory: a plan asks for at most this many at once."""
-ONLY_MODEL_BASED = ("concurrent", "metric", "mode", "prior")
+ONLY_MODEL_BASED = ("concurrent", "metric", "mode", "prior", "budget")
 DEFAULT_SEED = 42  # the experiment's `seed` default (schema.ExperimentConfig)
 
 
@@ -97,6 +97,11 @@ def search_settings(raw: dict[str, Any]) -> SearchSettings:
             key="search.concurrent",
         )
     seed = search_seed(raw)
+    budget = section.get("budget")
+    if budget is not None and not _positive_int(budget):
+        raise ConfigError(
+            f"expected the chunk-units to spend (a positive integer), got {budget!r}", key="search.budget"
+        )
     policy = mapping(raw.get("policy"))
     steering = policy.get("name", "none") != "none"
     metric = section.get("metric") or (policy.get("metric", "eval_loss") if steering else "eval_loss")
@@ -113,6 +118,7 @@ def search_settings(raw: dict[str, Any]) -> SearchSettings:
         space=space,
         num_samples=num_samples,
         concurrent=min(concurrent, num_samples),
+        budget=budget,
         seed=seed,
         metric=str(metric),
         mode=str(mode),

@@ -118,6 +118,8 @@ class SearchConfig:
     """min or max; default: the policy's mode, or min."""
     prior: list[str] = field(default_factory=list)
     """tpe, gp, cmaes, qmc: experiments (same trainer and space) whose runs the sampler starts from."""
+    budget: int | None = None
+    """tpe, gp, cmaes, qmc: chunk-units (chunks the runs trained) after which nothing more is proposed."""
 
 
 POLICIES = ("none", "sha", "asha", "pbt")

@@ -39,7 +39,7 @@ from rfcli.search.proposer import (
     observed_status,
 )
 from rfcli.search.space import parameters
-from rfcli.store.database import SEARCH_CAUSE, ExperimentStore, ProposalRecord, RunRecord
+from rfcli.store.database import CHUNK_KEY, SEARCH_CAUSE, ExperimentStore, ProposalRecord, RunRecord
 from rfcli.store.states import UNFINISHED
 
 
@@ -67,7 +67,13 @@ class Refill:
         """Set when the space had no new configuration left: nothing more is asked this `rf run`."""
 
     def proposals_left(self) -> bool:
-        return self.settings is not None and len(self.store.proposals()) < self.settings.num_samples
+        if self.settings is None or len(self.store.proposals()) >= self.settings.num_samples:
+            return False
+        return self.settings.budget is None or self.trained() < self.settings.budget
+
+    def trained(self) -> int:
+        """Chunk-units so far: the chunks each run trained itself."""
+        return sum(len(chunks) for chunks in self.store.chunk_values(CHUNK_KEY).values())
 
     def fill_free_slots(self) -> list[str]:
         """Propose and record until every slot is taken or the budget is spent; one line each."""
@@ -76,7 +82,11 @@ class Refill:
             runs, recorded = self.store.runs(), self.store.proposals()
             active = sum(run.state in UNFINISHED for run in runs)
             settings = self.settings
-            if not free_slots(active, len(recorded), settings.concurrent, settings.num_samples):
+            trained = self.trained() if settings.budget is not None else 0
+            slots = free_slots(
+                active, len(recorded), settings.concurrent, settings.num_samples, trained, settings.budget
+            )
+            if not slots:
                 break
             lines.append(self.propose(settings, runs, recorded))
         return lines

@@ -68,6 +68,8 @@ class SearchSettings:
     mode: str
     section: dict[str, Any] = field(default_factory=dict)
     """The `search` section as the file gives it: every proposal's config carries it."""
+    budget: int | None = None
+    """Chunk-units (chunks the runs trained themselves) after which nothing more is proposed."""
 
     @property
     def start_size(self) -> int:
@@ -160,8 +162,14 @@ class Proposal:
     """The study's attributes after this proposal (where the QMC sequence stands)."""
 
 
-def free_slots(active: int, proposed: int, concurrent: int, num_samples: int) -> int:
-    """How many proposals to make now: up to `concurrent` runs in the schedule, `num_samples` in all."""
+def free_slots(
+    active: int, proposed: int, concurrent: int, num_samples: int, trained: int = 0, budget: int | None = None
+) -> int:
+    """How many proposals to make now: up to `concurrent` runs in the schedule, `num_samples` in all,
+    none once the runs have trained `budget` chunk-units (those in the schedule then finish as the
+    policy lets them)."""
+    if budget is not None and trained >= budget:
+        return 0
     return max(0, min(concurrent - active, num_samples - proposed))
 
 

@@ -67,6 +67,8 @@ def test_the_sweep_begins_with_the_proposals_its_plan_shows(tmp_path: Path) -> N
         ([*TPE, LR_RANGE, "search.mode=up"], "search.mode", "min or max"),
         (["search.concurrent=4"], "search.concurrent", "grid search plans every run up front"),
         (["search.seed=3"], "search.seed", "grid search draws nothing"),
+        (["search.budget=40"], "search.budget", "grid search plans every run up front"),
+        ([*TPE, LR_RANGE, "search.budget=0"], "search.budget", "chunk-units to spend"),
         ([*TPE, LR_RANGE, "search.prior=[nowhere]"], "search.prior[0]", "no experiment named 'nowhere'"),
         ([*TPE, LR_RANGE, "search.prior=[unit]"], "search.prior[0]", "names this experiment itself"),
         ([*TPE, LR_RANGE, "lora.lora_dropout={uniform: [0.5, 1.0]}"], "lora.lora_dropout", "got 1.0"),

@@ -30,10 +30,12 @@ SPACE: dict[str, Any] = {
 ASHA: dict[str, Any] = {"name": "asha", "metric": "eval_loss", "mode": "min", "eta": 2}
 
 
-def search_store(path: Path, num_samples: int = 6, concurrent: int = 3, space: Any = None) -> ExperimentStore:
+def search_store(
+    path: Path, num_samples: int = 6, concurrent: int = 3, space: Any = None, budget: int | None = None
+) -> ExperimentStore:
     store = ExperimentStore(path)
     settings = SearchSettings(
-        "tpe", space or SPACE, num_samples, concurrent, 0, "eval_loss", "min", {"method": "tpe"}
+        "tpe", space or SPACE, num_samples, concurrent, 0, "eval_loss", "min", {"method": "tpe"}, budget
     )
     store.set_meta(SEARCH_META, settings.to_json())
     store.set_meta(POLICY_META, json.dumps(ASHA))
@@ -85,6 +87,19 @@ def test_a_freed_slot_gets_the_next_proposal_at_once_and_no_more_than_num_sample
             store.set_state(run_id, "stopped", cause="rf ctl")
         assert refill(store).fill_free_slots() == []  # 6 proposals: the budget is spent
         assert len(store.proposals()) == 6 and not refill(store).proposals_left()
+
+
+def test_nothing_is_proposed_once_the_budget_of_chunk_units_is_spent(tmp_path: Path) -> None:
+    with search_store(tmp_path / "state.db", budget=4) as store:
+        refill(store).fill_free_slots()
+        for run_id in (1, 2, 3):
+            record_chunk(store, run_id, 1, float(run_id))
+        store.set_state(1, "stopped", cause="policy")
+        assert len(refill(store).fill_free_slots()) == 1  # 3 chunk-units of 4
+        record_chunk(store, 2, 2, 1.0)
+        store.set_state(3, "stopped", cause="policy")
+        assert refill(store).fill_free_slots() == [] and not refill(store).proposals_left()  # 4 of 4
+        assert len(store.proposals()) == 4
 
 
 def test_a_clone_holds_a_slot_and_is_no_proposal(tmp_path: Path) -> None:
