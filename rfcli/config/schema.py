@@ -119,7 +119,8 @@ class SearchConfig:
     prior: list[str] = field(default_factory=list)
     """tpe, gp, cmaes, qmc: experiments (same trainer and space) whose runs the sampler starts from."""
     budget: int | None = None
-    """tpe, gp, cmaes, qmc: chunk-units (chunks the runs trained) after which nothing more is proposed."""
+    """tpe, gp, cmaes, qmc: chunk-units (chunks the runs train) to spend: nothing more is proposed once
+    the chunks trained, plus one for each run in the schedule, reach it."""
 
 
 POLICIES = ("none", "sha", "asha", "pbt")

@@ -69,7 +69,8 @@ class Refill:
     def proposals_left(self) -> bool:
         if self.settings is None or len(self.store.proposals()) >= self.settings.num_samples:
             return False
-        return self.settings.budget is None or self.trained() < self.settings.budget
+        active = sum(run.state in UNFINISHED for run in self.store.runs())
+        return self.settings.budget is None or self.trained() + active < self.settings.budget
 
     def trained(self) -> int:
         """Chunk-units so far: the chunks each run trained itself."""

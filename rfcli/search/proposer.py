@@ -69,7 +69,7 @@ class SearchSettings:
     section: dict[str, Any] = field(default_factory=dict)
     """The `search` section as the file gives it: every proposal's config carries it."""
     budget: int | None = None
-    """Chunk-units (chunks the runs trained themselves) after which nothing more is proposed."""
+    """Chunk-units (chunks the runs trained themselves) the proposals may spend (`free_slots`)."""
 
     @property
     def start_size(self) -> int:
@@ -166,11 +166,11 @@ def free_slots(
     active: int, proposed: int, concurrent: int, num_samples: int, trained: int = 0, budget: int | None = None
 ) -> int:
     """How many proposals to make now: up to `concurrent` runs in the schedule, `num_samples` in all,
-    none once the runs have trained `budget` chunk-units (those in the schedule then finish as the
-    policy lets them)."""
-    if budget is not None and trained >= budget:
-        return 0
-    return max(0, min(concurrent - active, num_samples - proposed))
+    and with a `budget` of chunk-units, only while the chunks trained plus one for each run in the
+    schedule (it trains one more at least) stay below it; those runs then finish as the policy lets
+    them, so a sweep ends a little past its budget."""
+    slots = max(0, min(concurrent - active, num_samples - proposed))
+    return slots if budget is None else min(slots, max(0, budget - trained - active))
 
 
 def fingerprint(config: Any) -> str:

@@ -183,6 +183,9 @@ def test_free_slots_fill_up_to_concurrent_and_num_samples() -> None:
     assert free_slots(active=5, proposed=10, concurrent=8, num_samples=24) == 3
     assert free_slots(active=2, proposed=22, concurrent=8, num_samples=24) == 2
     assert free_slots(active=9, proposed=12, concurrent=8, num_samples=24) == 0  # a resumed run on top
+    assert free_slots(active=5, proposed=10, concurrent=8, num_samples=24, trained=30, budget=40) == 3
+    assert free_slots(active=5, proposed=10, concurrent=8, num_samples=24, trained=34, budget=40) == 1
+    assert free_slots(active=5, proposed=10, concurrent=8, num_samples=24, trained=36, budget=40) == 0
 
 
 @pytest.mark.parametrize(

@@ -90,16 +90,19 @@ def test_a_freed_slot_gets_the_next_proposal_at_once_and_no_more_than_num_sample
 
 
 def test_nothing_is_proposed_once_the_budget_of_chunk_units_is_spent(tmp_path: Path) -> None:
-    with search_store(tmp_path / "state.db", budget=4) as store:
+    with search_store(tmp_path / "state.db", budget=7) as store:
         refill(store).fill_free_slots()
         for run_id in (1, 2, 3):
             record_chunk(store, run_id, 1, float(run_id))
         store.set_state(1, "stopped", cause="policy")
-        assert len(refill(store).fill_free_slots()) == 1  # 3 chunk-units of 4
+        assert len(refill(store).fill_free_slots()) == 1  # 3 trained + 2 in the schedule: 2 left
         record_chunk(store, 2, 2, 1.0)
         store.set_state(3, "stopped", cause="policy")
-        assert refill(store).fill_free_slots() == [] and not refill(store).proposals_left()  # 4 of 4
-        assert len(store.proposals()) == 4
+        assert len(refill(store).fill_free_slots()) == 1  # 4 trained + 2 in the schedule: 1 left
+        record_chunk(store, 4, 1, 1.0)
+        store.set_state(4, "stopped", cause="policy")
+        assert refill(store).fill_free_slots() == [] and not refill(store).proposals_left()  # 5 + 2
+        assert len(store.proposals()) == 5
 
 
 def test_a_clone_holds_a_slot_and_is_no_proposal(tmp_path: Path) -> None:
