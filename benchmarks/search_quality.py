@@ -15,8 +15,10 @@ eval loss. The space:
 
 Grid + ASHA trains time_to_best.py's 16 configs (learning rate 3e-3 / 1e-3 / 3e-4 / 1e-4 x rank
 4 / 8 / 16 / 32, alpha 2 x rank, no dropout: points of the same space); the chunk-units it spends
-are the budget. Random + ASHA draws 16 configs of the space up front; TPE + ASHA proposes 16, 8 at
-a time, each freed slot refilled at once. The seed is the experiment's (and the search's) seed.
+are the budget. Random + ASHA draws 16 configs of the space up front (about as many chunk-units: the
+same ASHA over 16 runs). TPE + ASHA proposes, 8 at a time, each freed slot refilled at once, until
+its runs have trained the grid's chunk-units of the same seed (`search.budget`; the runs then in
+the schedule finish as ASHA lets them). The seed is the experiment's (and the search's) seed.
 
 Figures, each sweep in its own process, timed from before it starts to after it exits:
 - best final eval loss: the lowest of the runs that trained to their end;
@@ -45,11 +47,11 @@ SPACE_LORA = {
     "target_modules": "all-linear",
 }
 LEARNING_RATE = {"loguniform": [1.0e-4, 1.0e-2]}
-NUM_SAMPLES, CONCURRENT = 16, 8
+NUM_SAMPLES, CONCURRENT, MOST_PROPOSALS = 16, 8, 64
 METHODS = ("grid", "random", "tpe")
 
 
-def sweep_config(method: str, seed: int, steps: int, num_chunks: int) -> dict[str, Any]:
+def sweep_config(method: str, seed: int, steps: int, num_chunks: int, budget: int | None) -> dict[str, Any]:
     config = rf_config(f"sq-{method}-{seed}", steps, num_chunks, ASHA)
     config["seed"] = seed
     if method == "grid":
@@ -59,7 +61,9 @@ def sweep_config(method: str, seed: int, steps: int, num_chunks: int) -> dict[st
     config["training"]["learning_rate"] = LEARNING_RATE
     config["search"] = {"method": method, "num_samples": NUM_SAMPLES}
     if method == "tpe":
-        config["search"]["concurrent"] = CONCURRENT
+        config["search"].update({"concurrent": CONCURRENT, "num_samples": MOST_PROPOSALS, "budget": budget})
+        if budget is None:  # no grid sweep of this seed measured: as many configs as the grid
+            config["search"]["num_samples"] = NUM_SAMPLES
     return config
 
 
@@ -75,7 +79,8 @@ def report(
     seeds = sorted(next(iter(results.values())))
     reference = {seed: min(results[m][seed]["winner_loss"] for m in results) for seed in seeds}
     lines = [
-        f"{MODEL}, {args.steps} steps in {args.num_chunks} chunks, ASHA eta 2; {NUM_SAMPLES} configs a sweep",
+        f"{MODEL}, {args.steps} steps in {args.num_chunks} chunks, ASHA eta 2; grid and random: "
+        f"{NUM_SAMPLES} configs, TPE: proposals until the grid's chunk-units are spent",
         "",
         "| method | seed | best final eval loss | wall time (s) | chunk-units | within 1% at (s) "
         "| runs stopped |",
@@ -150,7 +155,9 @@ def main() -> None:
                 f"{method} + asha, seed {seed} (logs in {args.out}), load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-            config = sweep_config(method, seed, args.steps, args.num_chunks)
+            grid = results.get("grid", {}).get(seed)
+            budget = None if grid is None else int(grid["chunk_units"])
+            config = sweep_config(method, seed, args.steps, args.num_chunks, budget)
             results[method][seed] = {
                 **run_rf_config(config, args.num_chunks, args.threads, args.out),
                 "settings": settings,
