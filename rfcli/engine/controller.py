@@ -71,9 +71,9 @@ class Controller:
         self.unsynced: set[int] = set()
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
         self.judge = Judge(store, tracker)
+        """The experiment's policy (sha, asha, pbt), if any: decides after each recorded chunk."""
         self.refill = Refill(store)
         """The experiment's model-based search, if any: fills each free slot with its next proposal."""
-        """The experiment's policy (sha, asha, pbt), if any: decides after each recorded chunk."""
         self.progress = LiveProgress()
         """Each training run's place inside its chunk, for the live table."""
         self.lost_at: dict[int, int] = {}
