@@ -18,6 +18,10 @@ A second table puts a stopping policy in the loop (16 runs, eta 2, rungs 1, 2, 4
 metric at chunk c is its quality (uniform 0-1) + 1/c + noise (sd 0.05), seeded. Columns: chunks
 trained (of 16 x 8), idle worker-seconds in all (the tail, when fewer runs are left than workers)
 and while some run could have trained (the policy waiting for a cohort must never cause that).
+
+A third table puts a model-based search in the loop too: the same 16 runs are its proposals, each
+entering the schedule as a slot frees (at most `concurrent` in the schedule at once), and the
+last column counts worker-seconds a worker sat free while proposals were left to make.
 """
 
 from __future__ import annotations
@@ -71,13 +75,19 @@ def main() -> None:
             )
 
     policy_table()
+    search_table()
+
+
+def metric_values(seconds: dict[int, float]) -> dict[int, list[float]]:
+    """Each run's metric at chunk c: its quality (uniform 0-1) + 1/c + noise, seeded."""
+    rng = random.Random(len(seconds))
+    quality = {run_id: rng.uniform(0.0, 1.0) for run_id in seconds}
+    return {r: [quality[r] + 1 / c + rng.gauss(0, 0.05) for c in range(1, NUM_CHUNKS + 1)] for r in seconds}
 
 
 def policy_table(num_runs: int = 16) -> None:
     seconds = chunk_seconds(num_runs)
-    rng = random.Random(num_runs)
-    quality = {run_id: rng.uniform(0.0, 1.0) for run_id in seconds}
-    values = {r: [quality[r] + 1 / c + rng.gauss(0, 0.05) for c in range(1, NUM_CHUNKS + 1)] for r in seconds}
+    values = metric_values(seconds)
     policies = {
         "none": None,
         "sha": SuccessiveHalving("m", synchronous=True),
@@ -97,6 +107,27 @@ def policy_table(num_runs: int = 16) -> None:
                 f"| {result.utilization:.1%} | {num_workers * result.makespan - busy:.1f} "
                 f"| {result.idle_while_runnable:.1f} |"
             )
+
+
+def search_table(num_runs: int = 16) -> None:
+    seconds = chunk_seconds(num_runs)
+    values = metric_values(seconds)
+    print(f"\n{num_runs} proposals of a search, refilled as slots free (asha: eta 2, rungs 1, 2, 4)\n")
+    print(
+        "| policy | concurrent | workers | chunks trained | utilization | idle while a run could train "
+        "| idle while proposals were left |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, policy in {"none": None, "asha": SuccessiveHalving("m")}.items():
+        for concurrent in (4, 8):
+            for num_workers in WORKER_COUNTS:
+                result = simulate(seconds, NUM_CHUNKS, num_workers, policy, values, concurrent)
+                trained = f"{len(result.timeline)} / {num_runs * NUM_CHUNKS}"
+                print(
+                    f"| {name} | {concurrent} | {num_workers} | {trained} "
+                    f"| {result.utilization:.1%} | {result.idle_while_runnable:.1f} "
+                    f"| {result.idle_while_budget_left:.1f} |"
+                )
 
 
 if __name__ == "__main__":

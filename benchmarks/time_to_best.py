@@ -174,11 +174,17 @@ def rf_config(name: str, steps: int, num_chunks: int, policy: dict[str, Any] | N
 def run_rf(
     name: str, steps: int, num_chunks: int, threads: int, policy: dict[str, Any] | None, out: Path
 ) -> dict[str, Any]:
+    return run_rf_config(rf_config(name, steps, num_chunks, policy), num_chunks, threads, out)
+
+
+def run_rf_config(config: dict[str, Any], num_chunks: int, threads: int, out: Path) -> dict[str, Any]:
+    """`rf run` of `config` as a process of its own, timed; the figures from its store."""
     from rfcli.engine.pool import WORKER_THREADS_ENV
     from rfcli.store.experiments import STATE_DB, experiment_folder
 
+    name = config["name"]
     config_path = out / f"{name}.yaml"
-    config_path.write_text(json.dumps(rf_config(name, steps, num_chunks, policy), indent=1))  # JSON is YAML
+    config_path.write_text(json.dumps(config, indent=1))  # JSON is YAML
     experiments = out / "rf-experiments"
     shutil.rmtree(experiment_folder(experiments, name), ignore_errors=True)
     command = [
@@ -219,6 +225,9 @@ def rf_results(state_db: Path, started: float, num_chunks: int) -> dict[str, Any
         "winner": labels[winner],
         "winner_loss": final[winner],
         "stopped": sum(run.state == "stopped" for run in runs),
+        "runs": len(runs),
+        # [final eval loss, seconds until it was recorded] of each run that trained to its end
+        "finals": sorted([final[run.id], ends[(run.id, max(values[run.id]))] - started] for run in completed),
     }
 
 
@@ -279,11 +288,12 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, loads: 
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sweep_arguments(description: str, out: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that time `rf run` sweeps of this module's configs."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--steps", type=int, default=64, help="max_steps of every config (default 64)")
     parser.add_argument("--num-chunks", type=int, default=8, help="rf's num_chunks (default 8)")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "rf-time-to-best")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / out)
     parser.add_argument(
         "--threads",
         type=int,
@@ -291,8 +301,13 @@ def main() -> None:
         help="torch threads of each side (default: all cores)",
     )
     parser.add_argument(
-        "--reuse", action="store_true", help="keep the ways already measured in --out with these settings"
+        "--reuse", action="store_true", help="keep what is already measured in --out with these settings"
     )
+    return parser
+
+
+def main() -> None:
+    parser = sweep_arguments(__doc__.splitlines()[0], "rf-time-to-best")
     parser.add_argument("--plain-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out = args.out.resolve()

@@ -65,6 +65,10 @@ def plan_command(
     console = output_console()
     console.print(plan_table(run_plan))
     print_notes(console, run_plan.notes)
+    if run_plan.search is not None:
+        from rfcli.config.model_search import describe_search
+
+        console.print(describe_search(run_plan.search, len(run_plan.runs)), markup=False)
     policy = run_plan.runs[0].config.policy
     if policy.name != "none":
         from rfcli.config.policy import describe_policy
@@ -120,7 +124,12 @@ def totals_caption(run_plan: Any) -> str:
     runs = run_plan.runs
     chunks = sorted({run.config.num_chunks for run in runs})
     per_epoch = counted(chunks[0], "chunk") if len(chunks) == 1 else f"{'/'.join(map(str, chunks))} chunks"
-    parts = [counted(len(runs), "run"), f"{per_epoch} per epoch"]
+    count = (
+        counted(len(runs), "run")
+        if run_plan.search is None
+        else f"the first {len(runs)} of {run_plan.search.num_samples} runs"
+    )
+    parts = [count, f"{per_epoch} per epoch"]
     max_steps = [int(run.config.training.get("max_steps", -1)) for run in runs]
     if all(steps > 0 for steps in max_steps):
         parts.append(f"{counted(sum(max_steps), 'training step')} in all")

@@ -20,7 +20,15 @@ from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.config.schema import PolicyConfig
 from rfcli.engine.commands import waiting_for
 from rfcli.results.experiment import run_warnings
-from rfcli.store.database import CommandRecord, EventRecord, ExperimentStore, RecordedDecision, RunRecord
+from rfcli.search.proposer import SEARCH_META, SearchSettings
+from rfcli.store.database import (
+    CommandRecord,
+    EventRecord,
+    ExperimentStore,
+    ProposalRecord,
+    RecordedDecision,
+    RunRecord,
+)
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, find_experiment
 from rfcli.store.layout import ExperimentLayout
 from rfcli.ui.decisions import decisions_view
@@ -45,6 +53,9 @@ def status_command(
         decisions = store.decisions()
         waiting = store.pending_commands()
         answered = store.answered_commands(RECENT_EVENTS)
+        stored_search = store.get_meta(SEARCH_META)
+        proposals = store.proposals()
+    search = SearchSettings.from_json(stored_search) if stored_search else None
     if as_json:
         document = status_json(folder, runs, latest, events)
         for run in document["runs"]:
@@ -54,6 +65,8 @@ def status_command(
             "waiting": [asdict(command) for command in waiting],
             "answered": [asdict(command) for command in answered],
         }
+        if search is not None:
+            document["search"] = search_json(search, proposals)
         typer.echo(json.dumps(document, indent=2))
         return
     output_console().print(status_view(folder, runs, latest, events, warnings=warnings))
@@ -61,6 +74,8 @@ def status_command(
         output_console().print(waiting_view(runs, waiting))
     if policy.name != "none" or decisions:
         output_console().print(decisions_view(policy, decisions))
+    if search is not None:
+        output_console().print(search_line(search, proposals), markup=False)
 
 
 def waiting_view(runs: list[RunRecord], waiting: list[CommandRecord]) -> Text:
@@ -110,6 +125,31 @@ def policy_json(policy: PolicyConfig, decisions: list[RecordedDecision]) -> dict
                 "time": recorded.time,
             }
             for recorded in decisions
+        ],
+    }
+
+
+def search_line(search: SearchSettings, proposals: list[ProposalRecord]) -> str:
+    """'search: tpe on eval_loss (min), 14 of 24 proposed, 8 at a time; run 14: TPE from ...'."""
+    line = (
+        f"search: {search.method} on {search.metric} ({search.mode}), {len(proposals)} of "
+        f"{search.num_samples} proposed, {search.concurrent} at a time"
+    )
+    if proposals:
+        latest = proposals[-1]
+        made = f"run {latest.run_id}" if latest.run_id is not None else f"proposal {latest.number} (refused)"
+        line += f"; latest: {made}, {latest.detail}"
+    return line
+
+
+def search_json(search: SearchSettings, proposals: list[ProposalRecord]) -> dict[str, Any]:
+    """The search's settings and every proposal: what it was, how it was made, the run it created."""
+    settings = {key: value for key, value in asdict(search).items() if key != "space"}
+    return {
+        **settings,
+        "proposals": [
+            {"number": p.number, "run_id": p.run_id, "params": p.params, "detail": p.detail, "error": p.error}
+            for p in proposals
         ],
     }
 

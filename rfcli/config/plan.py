@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rfcli.config.errors import ConfigError, did_you_mean, each_problem, raise_all
 from rfcli.config.hardware import hardware_notes, shared_precision_errors
 from rfcli.config.loader import load_raw_config
+from rfcli.config.model_search import check_plan_only_settings, search_seed, start_of_search
 from rfcli.config.policy import check_policy
-from rfcli.config.schema import SEARCH_METHODS, ExperimentConfig
+from rfcli.config.schema import MODEL_BASED_METHODS, SEARCH_METHODS, ExperimentConfig
 from rfcli.config.search import COUNT_CAP, check_axes, count_grid, grid_configs, random_configs
 from rfcli.config.typed import normalize_shorthands, schema_errors, to_typed_config, type_error, without_keys
 from rfcli.config.validate import run_config_errors
 from rfcli.gpus import machine_gpus
+from rfcli.search.proposer import Prior, SearchSettings
 from rfcli.store.experiments import experiment_folder
 
 
@@ -40,6 +42,11 @@ class PlannedRun:
 class RunPlan:
     source: str
     runs: list[PlannedRun]
+    """The runs to train; a model-based search: its first proposals (the rest come as slots free)."""
+    search: SearchSettings | None = None
+    """A model-based search (tpe, gp, cmaes, qmc); None for grid and random plans."""
+    prior: Prior = field(default_factory=Prior)
+    """What the search's prior experiments recorded (`search.prior`)."""
     notes: tuple[str, ...] = ()
     """Settings that work, but differently on this machine: `rf plan` and `rf run` print each once."""
     stored: bool = False
@@ -71,7 +78,11 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
         method = search.get("method", "grid")
         space = {key: value for key, value in raw.items() if key != "search"}
         check_axes(space, method)
-        if method == "random":
+        settings, prior, edges = None, Prior(), []
+        if method in MODEL_BASED_METHODS:
+            start = start_of_search(raw)
+            settings, prior, concrete, edges = start.settings, start.prior, start.configs, start.edges
+        elif method == "random":
             num_samples = search.get("num_samples")
             if not isinstance(num_samples, int) or num_samples < 1:
                 raise ConfigError(
@@ -82,7 +93,8 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
                     f"asks for {num_samples:,} runs; a plan holds at most {MAX_RUNS:,}",
                     key="search.num_samples",
                 )
-            concrete = random_configs(space, num_samples, seed=int(raw.get("seed", 42)))
+            check_plan_only_settings(search, method)
+            concrete = random_configs(space, num_samples, seed=search_seed(raw))
         else:
             if search.get("num_samples") is not None:
                 raise ConfigError(
@@ -90,6 +102,7 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
                     "(set search.method: random to draw num_samples of them)",
                     key="search.num_samples",
                 )
+            check_plan_only_settings(search, method)
             check_plan_size(count_grid(space))
             concrete = grid_configs(space)
         runs, errors = [], []
@@ -99,13 +112,18 @@ def compile_plan(path: Path, overrides: list[str]) -> RunPlan:
                 runs.append(PlannedRun(id=index, config=build_run_config(values), raw=values))
             except ConfigError as error:
                 errors.append(error)
+        for values in edges:  # what a later proposal could give: refused now, not mid-sweep
+            try:
+                build_run_config(values)
+            except ConfigError as error:
+                errors.append(error)
         raise_all(errors)
         check_one_experiment(runs)
         gpus = machine_gpus()
         raise_all(shared_precision_errors(runs, gpus))
         check_policy(raw.get("policy"), runs[0].config.policy, {run.id: run.flat() for run in runs})
         notes = dict.fromkeys(note for run in runs for note in hardware_notes(run.config, gpus))
-        return RunPlan(source=source, runs=runs, notes=tuple(notes))
+        return RunPlan(source=source, runs=runs, search=settings, prior=prior, notes=tuple(notes))
     except ConfigError as error:
         raise error.located(source) from None
 

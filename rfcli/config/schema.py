@@ -10,7 +10,9 @@ from typing import Any
 
 from rfcli.config.kinds import TRAINERS
 
-SEARCH_METHODS = ("grid", "random")
+MODEL_BASED_METHODS = ("tpe", "gp", "cmaes", "qmc")
+"""Search methods that propose configurations while the sweep runs (Optuna's samplers)."""
+SEARCH_METHODS = ("grid", "random", *MODEL_BASED_METHODS)
 MAX_SEED = 2**32 - 1
 """The largest seed numpy's generators take (`seed`, `shuffle_seed`)."""
 
@@ -112,8 +114,23 @@ def generation_metric_keys(configs: Iterable[dict[str, Any]], logged: Collection
 @dataclass
 class SearchConfig:
     method: str = "grid"
+    """grid | random (the plan, drawn up front) | tpe | gp | cmaes | qmc (proposed while the sweep runs)."""
     num_samples: int | None = None
-    """Random search only: how many distinct configurations to draw."""
+    """random: how many distinct configurations to draw; tpe, gp, cmaes, qmc: how many to try in all."""
+    concurrent: int | None = None
+    """tpe, gp, cmaes, qmc: runs training or waiting at once (default 8); a freed slot gets the next
+    proposal."""
+    seed: int | None = None
+    """Seeds the draws and proposals; default: the experiment's `seed`."""
+    metric: str | None = None
+    """tpe, gp, cmaes, qmc: what to optimize; default: the policy's metric, or eval_loss."""
+    mode: str | None = None
+    """min or max; default: the policy's mode, or min."""
+    prior: list[str] = field(default_factory=list)
+    """tpe, gp, cmaes, qmc: experiments (same trainer and space) whose runs the sampler starts from."""
+    budget: int | None = None
+    """tpe, gp, cmaes, qmc: chunk-units (chunks the runs train) to spend: nothing more is proposed once
+    the chunks trained, plus one for each run in the schedule, reach it."""
 
 
 POLICIES = ("none", "sha", "asha", "pbt")
@@ -198,7 +215,9 @@ class ExperimentConfig:
         if self.trainer not in TRAINERS:
             problems.append(f"trainer: expected one of {', '.join(TRAINERS)}, got '{self.trainer}'")
         if self.search.method not in SEARCH_METHODS:
-            problems.append(f"search.method: expected grid or random, got '{self.search.method}'")
+            problems.append(
+                f"search.method: expected one of {', '.join(SEARCH_METHODS)}, got '{self.search.method}'"
+            )
         if self.num_chunks < 1:
             problems.append(f"num_chunks: expected an integer >= 1, got {self.num_chunks}")
         if not 0 <= self.seed <= MAX_SEED:

@@ -30,6 +30,7 @@ from rfcli.engine.messages import (
 from rfcli.engine.mlflow_mirror import MlflowMirror
 from rfcli.engine.pool import Pool
 from rfcli.engine.progress import LiveProgress
+from rfcli.engine.refill import Refill
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.store.database import CHUNK_KEY, ExperimentStore, RunRecord
 from rfcli.store.layout import ExperimentLayout, stale_checkpoints
@@ -77,6 +78,8 @@ class Controller:
         """Runs with metrics recorded in the store but not yet sent to MLflow."""
         self.judge = Judge(store, tracker)
         """The experiment's policy (sha, asha, pbt), if any: decides after each recorded chunk."""
+        self.refill = Refill(store)
+        """The experiment's model-based search, if any: fills each free slot with its next proposal."""
         self.progress = LiveProgress()
         """Each training run's place inside its chunk, for the live table."""
         self.lost_at: dict[int, int] = {}
@@ -110,6 +113,8 @@ class Controller:
             self.announce(line)
         self.mlflow.mirror_deferred()
         if not self.stopping:
+            for line in self.refill.fill_free_slots():  # a slot freed by a stop, a failure, an end
+                self.announce(line)
             self.dispatch()
 
     @property

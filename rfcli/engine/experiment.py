@@ -14,6 +14,7 @@ from rfcli.config.plan import PlannedRun, RunPlan, build_run_config, count_runs
 from rfcli.config.policy import POLICY_META, policy_from_json
 from rfcli.errors import UserError
 from rfcli.paths import folder_problem
+from rfcli.search.proposer import PRIOR_META, SEARCH_META, SearchSettings
 from rfcli.store.database import ExperimentStore
 from rfcli.store.experiments import DEFAULT_EXPERIMENTS_DIR, experiment_folder, store_expected
 from rfcli.store.layout import ExperimentLayout
@@ -35,9 +36,12 @@ class Experiment:
     tracker: MlflowTracker
 
     def has_work(self) -> bool:
-        """A run left to train, or a command waiting (a resume, a clone) that may give one."""
+        """A run left to train, a command waiting (a resume, a clone) that may give one, or a
+        proposal left for a model-based search to make."""
+        from rfcli.engine.refill import Refill
+
         unfinished = any(run.state in UNFINISHED for run in self.store.runs())
-        return unfinished or bool(self.store.pending_commands())
+        return unfinished or bool(self.store.pending_commands()) or Refill(self.store).proposals_left()
 
 
 def named_folder(path: Path, overrides: list[str]) -> Path | None:
@@ -100,7 +104,11 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
     existing = {run.id: run for run in store.runs()}
     try:
         check_tracking_store(folder, [run.id for run in existing.values() if run.mlflow_run_id])
-        if existing:
+        if run_plan.stored:
+            pass  # read back from this store: the experiment's own plan (and search) by construction
+        elif run_plan.search is not None or store.get_meta(SEARCH_META) is not None:
+            keep_search(store, run_plan, folder)
+        elif existing:
             check_same_plan(run_plan, existing, folder)
     except UserError:
         store.close()
@@ -108,11 +116,12 @@ def open_experiment(run_plan: RunPlan) -> Experiment:
     if first.tracking_uri:
         remember_tracking_uri(folder, first.tracking_uri)
     if not existing:
-        varying = run_plan.varying_keys()
-        for run in run_plan.runs:
-            store.add_run(
-                run.id, run.raw, run.fingerprint, name=run_name(run.id, run.flat(), varying), cause="plan"
-            )
+        if run_plan.search is None:  # a model-based search's runs are its proposals, made as slots free
+            varying = run_plan.varying_keys()
+            for run in run_plan.runs:
+                store.add_run(
+                    run.id, run.raw, run.fingerprint, name=run_name(run.id, run.flat(), varying), cause="plan"
+                )
         store.set_meta("source", run_plan.source)
     # The policy of this `rf run` steers from now on: it is not part of the plan's identity.
     store.set_meta(POLICY_META, json.dumps(dataclasses.asdict(first.policy)))
@@ -124,7 +133,7 @@ def stored_plan(folder: Path) -> RunPlan:
     """The plan experiment `folder` was started with, read from its store: every run it planned
     (clones are added by the store itself), each checked again as a plan's run is (a reward module
     may be gone since), under the policy its last `rf run` steered with."""
-    with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+    with ExperimentStore(ExperimentLayout(folder).state_db, create=False) as store:
         planned = [run for run in store.runs() if run.parent_id is None]
         policy = policy_from_json(store.get_meta(POLICY_META))
         source = store.get_meta("source")
@@ -141,6 +150,31 @@ def stored_plan(folder: Path) -> RunPlan:
         config = dataclasses.replace(config, policy=policy, experiments_dir=str(folder.parent))
         runs.append(PlannedRun(run.id, config, run.config))
     return RunPlan(source=label, runs=runs, stored=True)
+
+
+def keep_search(store: ExperimentStore, run_plan: RunPlan, folder: Path) -> None:
+    """A model-based search keeps its settings in the store, and what its prior experiments had
+    recorded when it began; the same file continues it (how many to try, and how many at once, may
+    change), any other plan is refused."""
+    stored = store.get_meta(SEARCH_META)
+    search = run_plan.search
+    if search is None or (stored is None and store.runs()):
+        started = "a model-based search" if stored else "a plan of its own"
+        raise different_plan(run_plan, folder, f"it was started as {started}")
+    if stored is not None and not SearchSettings.from_json(stored).same_search(search):
+        raise different_plan(run_plan, folder, "its search space, method or seed differ")
+    if stored is None:
+        store.set_meta(PRIOR_META, run_plan.prior.to_json())  # before the search: a kill between rewrites it
+    store.set_meta(SEARCH_META, search.to_json())
+
+
+def different_plan(run_plan: RunPlan, folder: Path, why: str) -> ConfigError:
+    return ConfigError(
+        f"experiment '{run_plan.name}' in {folder} was started with a different plan ({why}); give this "
+        "sweep another `name` (e.g. name=my-sweep-2) or remove that folder",
+        source=run_plan.source,
+        key="name",
+    )
 
 
 def check_same_plan(run_plan: RunPlan, existing: dict[int, Any], folder: Path) -> None:

@@ -3,8 +3,10 @@
 Event driven (no sleeping): time jumps from one chunk's end to the next, and at every event
 the free workers ask `next_assignments` for work, as the controller does. With a stopping policy
 (sha, asha) in the loop, each run's metric at each chunk is given, and after every chunk end the
-policy's decisions stop runs, as the controller's do. Used by the tests (to check the schedule's
-properties over many cases) and by benchmarks/scheduler_utilization.py.
+policy's decisions stop runs, as the controller's do. With a model-based search in the loop, the
+runs enter the schedule in id order, each as a slot frees (`search/proposer.free_slots`), as the
+controller's proposals do. Used by the tests (to check the schedule's properties over many cases)
+and by benchmarks/scheduler_utilization.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import NamedTuple
 
 from rfcli.engine.scheduler import RunProgress, next_assignments
 from rfcli.policy.decisions import Policy, RunHistory
+from rfcli.search.proposer import free_slots
 
 
 class ChunkSpan(NamedTuple):
@@ -43,6 +46,8 @@ class SimulationResult:
     idle_while_runnable: float = 0.0
     """Worker-seconds a worker sat free while some run could have trained: the scheduler and the
     policy together must keep this at 0 (a policy waiting for a cohort never holds a run back)."""
+    idle_while_budget_left: float = 0.0
+    """With a search: worker-seconds a worker sat free while proposals were left to make."""
 
 
 def simulate(
@@ -51,9 +56,11 @@ def simulate(
     num_workers: int,
     policy: Policy | None = None,
     values: Mapping[int, Sequence[float]] | None = None,
+    concurrent: int | None = None,
 ) -> SimulationResult:
     """Train `total_chunks` chunks of every run in `chunk_seconds` (run id -> seconds per chunk);
-    with a `policy`, `values` gives each run's metric at the end of each of its chunks."""
+    with a `policy`, `values` gives each run's metric at the end of each of its chunks. With
+    `concurrent`, a search proposes the runs: each enters the schedule when a slot frees."""
     if not chunk_seconds:
         raise ValueError("chunk_seconds is empty; give at least one run id -> seconds per chunk")
     if total_chunks < 1 or num_workers < 1:
@@ -61,6 +68,10 @@ def simulate(
     bad = {run_id: s for run_id, s in chunk_seconds.items() if not s > 0}
     if bad:
         raise ValueError(f"chunk times must be positive seconds, got {bad}")
+    if concurrent is not None and concurrent < 1:
+        raise ValueError(f"need concurrent >= 1, got {concurrent}")
+    to_propose = sorted(chunk_seconds) if concurrent is not None else []
+    in_schedule = [] if concurrent is not None else list(chunk_seconds)
 
     done = dict.fromkeys(chunk_seconds, 0)
     last_worker: dict[int, int | None] = dict.fromkeys(chunk_seconds, None)
@@ -70,10 +81,17 @@ def simulate(
     first_chunk_ends: list[float] = []
     stopped: list[int] = []
     judged: dict[int, set[int]] = {run_id: set() for run_id in chunk_seconds}
-    idle_while_runnable = 0.0
+    idle_while_runnable = idle_while_budget_left = 0.0
     now = 0.0
 
     while True:
+        if concurrent is not None:  # a stopped run's chunk in flight holds its slot until it ends, as in rf
+            training = {span.run_id for span in running.values()}
+            active = sum(
+                1 for r in in_schedule if (r not in stopped and done[r] < total_chunks) or r in training
+            )
+            for _ in range(free_slots(active, len(in_schedule), concurrent, len(chunk_seconds))):
+                in_schedule.append(to_propose[len(in_schedule)])
         progress = [
             # As in the real engine, a run's total is only known once its data is chunked.
             RunProgress(
@@ -83,7 +101,7 @@ def simulate(
                 last_worker=last_worker[run_id],
                 schedulable=run_id not in stopped,
             )
-            for run_id in chunk_seconds
+            for run_id in in_schedule
         ]
         free = [worker for worker in range(num_workers) if worker not in running]
         busy = {span.run_id for span in running.values()}
@@ -100,6 +118,8 @@ def simulate(
         busy = {span.run_id for span in running.values()}
         waiting = [p for p in progress if p.schedulable and not p.finished and p.run_id not in busy]
         idle_while_runnable += min(len(free), len(waiting)) * (ends[0][0] - now)
+        if len(in_schedule) < len(chunk_seconds):
+            idle_while_budget_left += len(free) * (ends[0][0] - now)
         now = ends[0][0]
         while ends and ends[0][0] == now:
             _, worker = heapq.heappop(ends)
@@ -111,7 +131,8 @@ def simulate(
         if policy is not None:
             assert values is not None, "a policy in the loop needs each run's values"
             busy = {span.run_id for span in running.values()}
-            for decision in policy.decide(_histories(done, total_chunks, values, stopped, busy, judged)):
+            entered = {run_id: done[run_id] for run_id in in_schedule}
+            for decision in policy.decide(_histories(entered, total_chunks, values, stopped, busy, judged)):
                 judged[decision.run_id].add(decision.rung)
                 if decision.verb == "stop":
                     stopped.append(decision.run_id)
@@ -129,6 +150,7 @@ def simulate(
         first_comparison=max(first_chunk_ends),
         stopped=stopped,
         idle_while_runnable=idle_while_runnable,
+        idle_while_budget_left=idle_while_budget_left,
     )
 
 

@@ -34,9 +34,9 @@ from rfcli.store.states import RunState, check_move, run_state
 
 RUN_STATES = tuple(state.value for state in RunState)
 COMMAND_OUTCOMES = ("applied", "refused")
-SCHEMA_VERSION = (
-    3  # kept in SQLite's own `PRAGMA user_version`; 2 added `decisions`, 3 `runs.fresh_optimizer_step`
-)
+SCHEMA_VERSION = 4
+"""Kept in SQLite's own `PRAGMA user_version`: 2 added `decisions`, 3 `runs.fresh_optimizer_step`,
+4 `proposals`."""
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's transaction to end
 DEFERRED_KEY = "deferred_commands"  # in meta: applied commands the next controller still mirrors
 CHUNK_KEY = "rf/chunk"
@@ -113,11 +113,38 @@ _SCHEMA = (
         time REAL NOT NULL,
         PRIMARY KEY (run_id, rung)
     )""",
+    # One row per proposal of a model-based search, written with the run it creates: a kill -9
+    # neither loses nor repeats one. run_id is NULL for a proposal whose config was refused.
+    """CREATE TABLE IF NOT EXISTS proposals (
+        number INTEGER PRIMARY KEY,                    -- 1, 2, ... in the order proposed
+        run_id INTEGER UNIQUE REFERENCES runs (id),
+        params TEXT NOT NULL,                          -- JSON: the sampler's parameter -> value
+        detail TEXT NOT NULL,                          -- how it was proposed
+        trial_attrs TEXT NOT NULL,                     -- JSON: what the sampler kept on the trial
+        study_attrs TEXT NOT NULL,                     -- JSON: the study's attributes after it
+        error TEXT,                                    -- why its config was refused
+        time REAL NOT NULL
+    )""",
 )
 _NEW_COLUMNS = {3: (("runs", "fresh_optimizer_step", "INTEGER"),)}
 """By version: the (table, column, type) it added to a table that existed before it (tables that are
 new in a version are made by `_SCHEMA`'s IF NOT EXISTS)."""
 POLICY_CAUSE = "policy"
+SEARCH_CAUSE = "search"
+
+
+@dataclass(frozen=True)
+class ProposalRecord:
+    """A model-based search's proposal as recorded, with the run it created (None: refused)."""
+
+    number: int
+    run_id: int | None
+    params: dict[str, Any]
+    detail: str
+    trial_attrs: dict[str, Any]
+    study_attrs: dict[str, Any]
+    error: str | None
+    time: float
 
 
 @dataclass(frozen=True)
@@ -324,8 +351,9 @@ class ExperimentStore:
         parent_id: int | None = None,
         warm_start: bool = False,
         cause: str,
+        detail: str | None = None,
     ) -> None:
-        """A new pending run, and its 'created' event."""
+        """A new pending run, and its 'created' event (its detail: `detail`, or the clone's parent)."""
         config_json = json.dumps(config)
         now = time.time()
         with self._transaction() as db:
@@ -338,8 +366,7 @@ class ExperimentStore:
                 " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                 (run_id, name, config_json, fingerprint, parent_id, int(warm_start), now, now),
             )
-            detail = None
-            if parent_id is not None:
+            if parent_id is not None and detail is None:
                 detail = f"clone of run {parent_id}" + (" from its current weights" if warm_start else "")
             self._insert_event(run_id, "created", cause, detail, now)
 
@@ -614,6 +641,13 @@ class ExperimentStore:
         rows = self._read(f"SELECT * FROM decisions {where} ORDER BY time, rung, run_id", params)
         return [_recorded_decision(row) for row in rows]
 
+    def judged_out(self) -> set[int]:
+        """Runs that a policy's decision (not a dry run) took out of the schedule: stopped or replaced."""
+        rows = self._read(
+            "SELECT DISTINCT run_id FROM decisions WHERE verb != 'continue' AND dry_run = 0", ()
+        )
+        return {int(row["run_id"]) for row in rows}
+
     def chunk_values(self, key: str) -> dict[int, dict[int, float | None]]:
         """For every run, the metric `key` at the end of each chunk it trained itself (chunk
         number -> value; NaN when not a number, None when that chunk did not record it)."""
@@ -629,6 +663,57 @@ class ExperimentStore:
             value = None if row["key"] is None else _from_sql_float(row["value"])
             values.setdefault(int(row["run_id"]), {})[int(row["chunk"])] = value
         return values
+
+    # -- search proposals ---------------------------------------------------------------------
+
+    def record_proposal(
+        self,
+        proposal: ProposalRecord,
+        run: tuple[dict[str, Any], str, str] | None,
+    ) -> None:
+        """A search's proposal and the pending run it creates (`run`: its config, fingerprint and
+        name; its id is `proposal.run_id`), with the run's 'created' event (cause `search`, the
+        proposal's detail), all or nothing, before it trains. A proposal whose config was refused
+        has no run: its event says why. ValueError when that proposal number is already recorded."""
+        with self.transaction():
+            if run is not None:
+                assert proposal.run_id is not None
+                config, fingerprint, name = run
+                self.add_run(
+                    proposal.run_id,
+                    config,
+                    fingerprint,
+                    name=name,
+                    cause=SEARCH_CAUSE,
+                    detail=proposal.detail,
+                )
+            with self._transaction() as db:
+                if run is None:
+                    detail = f"{proposal.detail}: {proposal.error}"
+                    self._insert_event(None, "proposal refused", SEARCH_CAUSE, detail, proposal.time)
+                try:
+                    db.execute(
+                        "INSERT INTO proposals (number, run_id, params, detail, trial_attrs, study_attrs,"
+                        " error, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            proposal.number,
+                            proposal.run_id,
+                            json.dumps(proposal.params),
+                            proposal.detail,
+                            json.dumps(proposal.trial_attrs),
+                            json.dumps(proposal.study_attrs),
+                            proposal.error,
+                            proposal.time,
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    known = f"proposal {proposal.number} is already recorded in {self.path}"
+                    raise ValueError(known) from None
+
+    def proposals(self) -> list[ProposalRecord]:
+        """Every recorded proposal, in the order proposed."""
+        rows = self._read("SELECT * FROM proposals ORDER BY number", ())
+        return [_proposal_record(row) for row in rows]
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -770,6 +855,13 @@ def _command_record(row: sqlite3.Row) -> CommandRecord:
     fields = dict(row)
     fields["args"] = json.loads(fields["args"])
     return CommandRecord(**fields)
+
+
+def _proposal_record(row: sqlite3.Row) -> ProposalRecord:
+    fields = dict(row)
+    for key in ("params", "trial_attrs", "study_attrs"):
+        fields[key] = json.loads(fields[key])
+    return ProposalRecord(**fields)
 
 
 def _recorded_decision(row: sqlite3.Row) -> RecordedDecision:

@@ -1,10 +1,12 @@
 """Policies end to end through `rf run`: ASHA stops weak runs with explained decisions, PBT replaces
-a weak run by a perturbed warm clone whose new learning rate lands, a person overrules a stop."""
+a weak run by a perturbed warm clone whose new learning rate lands, a person overrules a stop, a TPE
+search refills the slots ASHA frees and survives a kill -9."""
 
 from __future__ import annotations
 
 import json
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from rfcli.store.database import ExperimentStore
 from rfcli.tracking.mlflow_tracker import MlflowTracker, tracking_uri_for
 from tests.e2e.conftest import run_rf, sweep_config, write_yaml
+from tests.e2e.test_control import start_rf, wait_for
 
 pytestmark = pytest.mark.e2e
 LEARNING_RATES = [3.0e-3, 1.0e-3, 3.0e-4, 1.0e-4]  # best first on this data, so ASHA's order matters
@@ -112,3 +115,50 @@ def test_pbt_replaces_a_weak_run_by_a_warm_clone_whose_new_learning_rate_lands(t
             "decision",
             "stopped",
         ]
+
+
+def proposals(folder: Path) -> list[tuple[int, int | None, str]]:
+    if not (folder / "state.db").exists():
+        return []
+    with ExperimentStore(folder / "state.db") as store:
+        return [(p.number, p.run_id, json.dumps(p.params, sort_keys=True)) for p in store.proposals()]
+
+
+def test_a_tpe_search_refills_each_stopped_slot_and_a_kill_9_neither_loses_nor_repeats_a_proposal(
+    tmp_path: Path,
+) -> None:
+    experiments = tmp_path / "experiments"
+    asha = {"name": "asha", "metric": "eval_loss", "mode": "min", "eta": 2}
+    config = policy_sweep(experiments, "tpe", asha, [4])
+    config["lora"]["r"] = {"choice": [4, 8, 16]}
+    config["training"]["learning_rate"] = {"loguniform": [1.0e-4, 1.0e-2]}
+    config["search"] = {"method": "tpe", "num_samples": 6, "concurrent": 3}
+    path = write_yaml(tmp_path / "tpe.yaml", config)
+    folder = experiments / "tpe"
+
+    process = start_rf("run", path)
+    wait_for(lambda: len(proposals(folder)) >= 4, "a slot refilled after a stop")
+    before = proposals(folder)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL, "rf run ended before it was killed"
+    run_rf("run", path, expect=0)
+
+    after = proposals(folder)
+    assert after[: len(before)] == before  # nothing lost, nothing proposed again
+    assert [number for number, _, _ in after] == [1, 2, 3, 4, 5, 6] and len({p for _, _, p in after}) == 6
+    with ExperimentStore(folder / "state.db") as store:
+        runs = store.runs()
+        created = {e.run_id: e for e in store.events(limit=1000) if e.kind == "created"}
+        stops = [e for e in reversed(store.events(limit=1000)) if e.cause == "policy" and e.kind == "stopped"]
+    assert sorted(run.id for run in runs) == [run_id for _, run_id, _ in after]  # a run for each, once
+    assert all(created[run.id].cause == "search" and created[run.id].detail for run in runs)
+    assert created[4].detail.startswith(("TPE from", "QMC start, 4:"))  # type: ignore[union-attr]
+    assert stops and stops[0].time < created[4].time  # the fourth took a stopped run's slot
+    assert {run.state for run in runs} <= {"completed", "stopped"} and any(
+        r.state == "completed" for r in runs
+    )
+
+    report = json.loads(run_rf("report", "tpe", "--dir", experiments, "--json", expect=0).stdout)
+    audit = report["stops_audit"]
+    assert audit["winner"] in {run.id for run in runs if run.state == "completed"}
+    assert audit["rungs"][0]["rung"] == 1  # ASHA's first rung, where it stopped runs

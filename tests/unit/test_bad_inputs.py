@@ -271,7 +271,8 @@ CASES = [
     over("empty-grid", "expected a non-empty list of values", "training.learning_rate={grid: []}"),
     over(
         "search-method-typo",
-        "search.method: expected one of grid, random, got 'randon' (did you mean 'random'?)",
+        "search.method: expected one of grid, random, tpe, gp, cmaes, qmc, got 'randon'"
+        " (did you mean 'random'?)",
         "search.method=randon",
         "search.num_samples=3",
     ),

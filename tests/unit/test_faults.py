@@ -132,7 +132,7 @@ def test_any_command_meeting_a_full_disk_prints_one_line_and_exits_75(
 
     ExperimentStore(experiment_folder(tmp_path, "sweep") / STATE_DB).close()
 
-    def full(self: ExperimentStore, path: Path) -> None:
+    def full(self: ExperimentStore, path: Path, create: bool = True) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(ExperimentStore, "__init__", full)

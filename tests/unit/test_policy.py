@@ -310,6 +310,32 @@ def test_no_worker_waits_on_a_policy_while_a_run_could_train(synchronous: bool) 
             assert finished and set(finished) | set(result.stopped) == set(seconds)
 
 
+@pytest.mark.parametrize("policy", [None, SHA, ASHA], ids=["none", "sha", "asha"])
+def test_a_search_refills_each_freed_slot_so_no_worker_waits_while_proposals_are_left(
+    policy: SuccessiveHalving | None,
+) -> None:
+    for seed in range(40):
+        seconds, values, chunks = simulated_case(seed)
+        for workers in (1, 2, 4):
+            for concurrent in (workers, workers + 3):
+                result = simulate(seconds, chunks, workers, policy, values, concurrent)
+                case = (seed, workers, concurrent)
+                assert result.idle_while_budget_left == result.idle_while_runnable == 0.0, case
+                trained = Counter(span.run_id for span in result.timeline)
+                assert set(trained) == set(seconds), case  # every proposal made and trained
+                spans = {
+                    run_id: (
+                        min(s.start for s in result.timeline if s.run_id == run_id),
+                        max(s.end for s in result.timeline if s.run_id == run_id),
+                    )
+                    for run_id in trained
+                }
+                for start, _ in spans.values():  # never more than `concurrent` in the schedule at once
+                    assert sum(1 for a, b in spans.values() if a <= start < b) <= concurrent, case
+    fewer = simulate({run_id: 1.0 for run_id in range(1, 9)}, 2, num_workers=4, concurrent=2)
+    assert fewer.idle_while_budget_left > 0  # concurrent below the workers: two of them wait
+
+
 @pytest.mark.parametrize("synchronous", [False, True])
 def test_with_one_worker_no_chunk_trains_past_a_rung_before_it_is_decided(synchronous: bool) -> None:
     policy = SuccessiveHalving("eval_loss", eta=2, synchronous=synchronous)

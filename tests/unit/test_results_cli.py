@@ -129,7 +129,7 @@ def test_retry_of_a_run_that_did_not_fail_is_refused(experiments: Path) -> None:
 def test_results_commands_load_no_training_library() -> None:
     code = (
         "import sys; import rfcli.cli.app; "
-        "heavy = ('torch', 'transformers', 'trl', 'peft', 'mlflow', 'matplotlib'); "
+        "heavy = ('torch', 'transformers', 'trl', 'peft', 'mlflow', 'matplotlib', 'optuna', 'scipy'); "
         "print([m for m in heavy if m in sys.modules])"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

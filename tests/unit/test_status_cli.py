@@ -165,8 +165,8 @@ def test_the_import_loads_no_training_library() -> None:
     """What keeps `rf status` fast; how fast it answers is measured by benchmarks/cli_startup.py."""
     code = (
         "import sys; import rfcli.cli.status; "
-        "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow', 'omegaconf') "
-        "if m in sys.modules])"
+        "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'mlflow', 'omegaconf', "
+        "'optuna') if m in sys.modules])"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"

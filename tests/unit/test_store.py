@@ -16,6 +16,7 @@ import pytest
 from rfcli.config.errors import ConfigError
 from rfcli.errors import NotFoundError
 from rfcli.store.database import (
+    SCHEMA_VERSION,
     CommandRecord,
     EventRecord,
     ExperimentStore,
@@ -71,19 +72,21 @@ def test_refuses_a_store_from_a_newer_rf(tmp_path: Path) -> None:
         ExperimentStore(path)
 
 
-def test_a_version_2_store_gains_the_fresh_optimizer_step_and_keeps_its_runs(tmp_path: Path) -> None:
+def test_a_version_2_store_gains_the_later_columns_and_tables_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / STATE_DB
     with ExperimentStore(path) as store:
         add(store, 1)
     with sqlite3.connect(path) as db:  # as rf wrote it before retries recorded a fresh optimizer
         db.execute("ALTER TABLE runs DROP COLUMN fresh_optimizer_step")
+        db.execute("DROP TABLE proposals")
         db.execute("PRAGMA user_version = 2")
     with ExperimentStore(path) as store:
         assert [(run.id, run.fresh_optimizer_step) for run in store.runs()] == [(1, None)]
         store.set_config(1, {"training": {}}, fresh_optimizer_step=8)
         assert store.run(1).fresh_optimizer_step == 8
+        assert store.proposals() == []
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_usable_from_another_thread(store: ExperimentStore) -> None:
