@@ -153,10 +153,6 @@ def check_one_experiment(runs: list[PlannedRun]) -> None:
     of: what `rf plan` shows, `rf run` then takes. A search axis over the experiment's own settings
     (a whole-config `grid` whose options name different experiments) would spread them."""
     for setting in EXPERIMENT_SETTINGS:
-        if any(isinstance(run.raw.get(setting), dict) for run in runs):
-            raise ConfigError(
-                "one experiment holds the whole sweep: give a plain value, not a search axis", key=setting
-            )
         values = list(dict.fromkeys(getattr(run.config, setting) for run in runs))
         if len(values) > 1:
             raise ConfigError(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rfcli.config.errors import ConfigError, join_key
-from rfcli.errors import NotFoundError
+from rfcli.errors import DamagedFileError, NotFoundError
 from rfcli.search.proposer import Observation, Prior, PriorBest, SearchSettings, fingerprint, observed_status
 from rfcli.search.space import config_from_params, params_of
 from rfcli.store.database import ExperimentStore
@@ -55,11 +55,15 @@ def experiment_observations(
 ) -> list[Observation]:
     """An observation of each run of the experiment in `folder` that lies in the space."""
     try:
-        with ExperimentStore(ExperimentLayout(folder).state_db) as store:
+        with ExperimentStore(ExperimentLayout(folder).state_db, create=False) as store:
             runs = store.runs()
             values = store.chunk_values(settings.metric)
             judged_out = store.judged_out()
-    except (RuntimeError, sqlite3.DatabaseError) as error:  # a newer rf's store, a damaged file
+    except DamagedFileError as damaged:
+        raise ConfigError(
+            f"cannot read experiment '{name}' in {folder}: {damaged.problem}", key=key
+        ) from None
+    except (RuntimeError, sqlite3.DatabaseError) as error:  # a newer rf's store, a damaged page
         raise ConfigError(f"cannot read experiment '{name}' in {folder}: {error}", key=key) from None
     found = []
     for run in runs:

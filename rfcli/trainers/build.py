@@ -16,7 +16,7 @@ from rfcli.config.kinds import load_class, trainer_kind
 from rfcli.config.training import training_arguments
 from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.dpo_reference import BaseModelReference, ReferenceCache
-from rfcli.trainers.host import forget_reference, reference_key, reference_model
+from rfcli.trainers.host import reference_key, reference_model
 from rfcli.trainers.rewards import reward_function
 
 if TYPE_CHECKING:
@@ -104,6 +104,4 @@ def build_trainer(
         **extra,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to the store and MLflow, not over the live table
-    if kind.uses_reference:
-        forget_reference(trainer, config.model)
     return trainer

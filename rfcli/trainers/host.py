@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import set_seed
@@ -14,7 +14,6 @@ from rfcli.config.schema import model_key
 from rfcli.models.loading import load_base_model, load_tokenizer
 from rfcli.store.layout import adapter_name
 from rfcli.trainers.dpo_reference import reference_identity
-from rfcli.trainers.memory import give_back_memory
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -44,19 +43,6 @@ def reference_model(model: ModelConfig, full_fine_tune: bool) -> PreTrainedModel
         reference.requires_grad_(False)
         _REFERENCES[key] = reference.eval()
     return _REFERENCES[key]
-
-
-def forget_reference(trainer: Any, model: ModelConfig) -> None:
-    """A run whose reference log-probs are computed (or read from the experiment's cache) when its
-    trainer is built never asks the reference again: it leaves the device at once. A later run that
-    must compute log-probs for other rows loads it again."""
-    if not getattr(trainer, "precompute_ref_logps", False) or trainer.ref_model is None:
-        return
-    accelerator_models = trainer.accelerator._models
-    trainer.accelerator._models = [m for m in accelerator_models if m is not trainer.ref_model]
-    trainer.ref_model = None
-    _REFERENCES.pop(reference_key(model), None)
-    give_back_memory()
 
 
 def base_for_lora(config: ExperimentConfig) -> PreTrainedModel:

@@ -278,7 +278,7 @@ CASES = [
     ),
     over(
         "marker-with-another-key",
-        "training.learning_rate: a search axis is a mapping with its marker alone",
+        "training.learning_rate.grid: 'grid' beside other keys is not a search axis",
         "training.learning_rate={grid: [1e-3, 1e-4], values: 3}",
     ),
     over(
@@ -531,7 +531,7 @@ CASES = [
     ),
     Bad(
         "plan-name-an-axis",
-        "name: one experiment holds the whole sweep: give a plain value, not a search axis",
+        "name: every run of a plan belongs to one experiment, but runs give 2 values (a, b)",
         args=("plan", "sweep.yaml", "name={grid: [a, b]}"),
     ),
     Bad(

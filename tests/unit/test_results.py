@@ -98,7 +98,7 @@ def test_a_best_run_with_a_warning_is_never_called_best_without_it(
 
     assert best_run(results, "eval_loss").run.id == 2
     assert capsys.readouterr().out.splitlines() == [
-        "best run by eval_loss: 2 (eval_loss 2.1)",
+        "best run by eval_loss (lowest first: a loss): 2 (eval_loss 2.1)",
         "warning: run 2: no learning signal in chunk 1: the loss was 0 at every step",
     ]
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from rfcli.cli.ui import ui_command
 from rfcli.errors import NotFoundError, UserError
+from rfcli.store.database import ExperimentStore
 from rfcli.store.layout import STATE_DB
 from rfcli.tracking.mlflow_tracker import remember_tracking_uri
 from tests.conftest import interrupt_at_default
@@ -30,7 +31,7 @@ RUN_UI = "import typer; from rfcli.cli.ui import ui_command; typer.run(ui_comman
 def make_experiment(experiments_dir: Path, name: str) -> Path:
     folder = experiments_dir / name
     folder.mkdir(parents=True)
-    (folder / STATE_DB).touch()  # what find_experiment looks for
+    ExperimentStore(folder / STATE_DB).close()  # what find_experiment looks for
     return folder
 
 

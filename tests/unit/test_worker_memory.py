@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rfcli.engine.messages import ChunkDone, ChunkTrained, TrainChunk, WorkerNotice, WorkerReply
+from rfcli.engine.messages import ChunkDone, ChunkTrained, WorkerNotice, WorkerReply
 from rfcli.engine.worker import Worker
 from rfcli.trainers import session as session_module
 from rfcli.trainers.parking import HostParking
@@ -108,36 +108,4 @@ def test_a_released_run_is_freed_at_once(tmp_path: Path, lora: dict[str, Any] | 
     finally:
         gc.enable()
     assert alive == []
-    worker.close()
-
-
-def test_a_separate_dpo_reference_leaves_once_its_log_probs_are_computed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from rfcli.trainers import build, host
-
-    loaded: list[weakref.ref[Any]] = []
-    load = host.reference_model
-
-    def reference_model(model: Any, full_fine_tune: bool) -> Any:
-        reference = load(model, full_fine_tune)
-        loaded.append(weakref.ref(reference))
-        return reference
-
-    monkeypatch.setattr(build, "reference_model", reference_model)
-    config = {
-        "name": "memory",
-        "trainer": "dpo",
-        "model": {"name": "rf-tiny", "reference": "rf-tiny"},
-        "data": {"train": {"source": "recipes.preference_data:chatterbot_preferences", "select": 16}},
-        "lora": {"r": 4, "target_modules": "all-linear"},
-        "training": {"max_steps": 2, "per_device_train_batch_size": 8, "max_length": 32},
-        "num_chunks": 2,
-        "seed": 0,
-    }
-    worker = Worker(0, tmp_path, lambda message: None)
-    worker.train_chunk(TrainChunk(1, config, checkpoint=None, global_step=0))
-    trainer: Any = worker.sessions[1].trainer
-    assert trainer.ref_model is None
-    assert len(loaded) == 1 and loaded[0]() is None
     worker.close()
