@@ -3,12 +3,12 @@
     .venv/bin/python benchmarks/parked_runs.py --runs 1 4 --rounds 3
 
 Each measurement is a fresh process that trains `--runs` LoRA runs of rf-small (batch 8, max_length
-128) in `--chunks` chunks of `--steps` steps each, the way a worker does: one parked thread per run,
-taking turns chunk by chunk. A timing callback records the wall time of every optimizer step. Two
-variants, interleaved round by round so that both see the same load on a shared machine:
-- `release`: the thread that hands out the chunks and a parked run's thread give back their OpenMP
-  threads (`trainers/openmp.py`), as rf does while the load average is below twice the core count;
-- `keep`: they are kept, as rf does on an oversubscribed machine (and always did before);
+128) in `--chunks` chunks of `--steps` steps each. A timing callback records the wall time of every
+optimizer step. Two variants, interleaved round by round so that both see the same load on a
+shared machine:
+- `rf`: the runs take turns chunk by chunk as a worker trains them (`trainers/session.py`: each
+  run's `train()` suspended at its boundaries on the worker's thread, checkpoints written on a
+  writer thread while the next run trains);
 - `plain`: one run's `train()` on the process's own thread, as a lone TRL process trains it (its
   "first" and "later chunks" are the same steps cut at the same places).
 The table gives the median step time of first chunks and of later chunks, per variant and run count.
@@ -36,19 +36,14 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
     import torch
     from transformers import TrainerCallback
 
-    import rfcli.trainers.session as session_module
     from rfcli.config.schema import DataConfig, DataSource, ExperimentConfig, ModelConfig
     from rfcli.data.sources import load_run_data
     from rfcli.engine.worker import parking_bytes
     from rfcli.trainers.build import build_trainer
     from rfcli.trainers.host import ModelHost
-    from rfcli.trainers.openmp import free_thread_team
     from rfcli.trainers.parking import HostBudget
     from rfcli.trainers.session import RunSession
 
-    # Both variants regardless of the machine's load (rf itself keeps the teams when oversubscribed).
-    release = free_thread_team if variant == "release" else lambda: False
-    session_module.release_idle_team = release
     torch.set_num_threads(os.cpu_count() or 1)
     total_steps = chunks * steps
     config = ExperimentConfig(
@@ -107,7 +102,6 @@ def child(runs: int, chunks: int, steps: int, variant: str) -> dict[str, Any]:
         )
     for _ in range(chunks):
         for session in sessions:
-            release()  # as a worker's thread does before each chunk it hands over
             session.train_chunk()
             session.wait_written()
     for session in sessions:
@@ -127,8 +121,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6, help="steps per chunk")
     parser.add_argument("--rounds", type=int, default=2)
-    variants = ["keep", "release", "plain"]
-    parser.add_argument("--variants", nargs="+", default=variants[:2], choices=variants)
+    variants = ["plain", "rf"]
+    parser.add_argument("--variants", nargs="+", default=variants, choices=variants)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -155,9 +149,7 @@ def main() -> None:
     print(
         f"rf-small LoRA r=8, batch {BATCH}, {args.chunks} x {args.steps} steps a run, {os.cpu_count()} cores"
     )
-    print(
-        "| runs | parked threads' OpenMP teams | first chunk, step (ms) | later chunks (ms) | later / first |"
-    )
+    print("| runs | variant | first chunk, step (ms) | later chunks (ms) | later / first |")
     print("|---:|---|---:|---:|---:|")
     for runs, variant in measured(args.runs, args.variants):
         a = statistics.median(first[(variant, runs)])

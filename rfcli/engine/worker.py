@@ -33,7 +33,6 @@ from rfcli.engine.messages import (
 from rfcli.gpus import VISIBLE_DEVICES
 from rfcli.store.checksums import resume_point
 from rfcli.store.layout import ExperimentLayout
-from rfcli.trainers.openmp import release_idle_team
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -160,8 +159,9 @@ def thread_lock_for_progress_bars() -> None:
 
 class Worker:
     """Trains one chunk at a time. A chunk is answered twice: `ChunkTrained` when the worker is free
-    again, then `ChunkDone` through `send`, from the run's own thread, once its checkpoint is durable.
-    While a chunk trains, `send` also gets its progress (`ChunkProgress`) about once a second."""
+    again, then `ChunkDone` through `send` once its checkpoint is durable (from the thread that wrote
+    it; a run's last chunk is written first, so its `ChunkDone` comes first). While a chunk trains,
+    `send` also gets its progress (`ChunkProgress`) about once a second."""
 
     def __init__(
         self,
@@ -200,7 +200,6 @@ class Worker:
                 self.release(order.run_id)
                 session = self._start_session(order)
             self._started[order.run_id] = (started, time.perf_counter() - started)
-            release_idle_team()  # this thread waits while the run's own thread trains
             outcome = session.train_chunk()
             if outcome.resumes_from_disk:
                 self.release(order.run_id)  # off the GPU before the next run starts
@@ -232,7 +231,7 @@ class Worker:
         return ChunkFailed(self.worker_id, run_id, describe_error(error), metrics or [], fault)
 
     def report_saved(self, run_id: int, result: ChunkOutcome | BaseException) -> None:
-        """On the run's thread: the chunk's checkpoint is durable (or writing it failed)."""
+        """On the thread that wrote the chunk's checkpoint: it is durable (or writing it failed)."""
         if isinstance(result, BaseException):
             self.send(self.failed(run_id, result))
             return

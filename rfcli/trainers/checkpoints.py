@@ -1,12 +1,13 @@
 """Chunk checkpoints written while the next run trains, counted only once they are durable.
 
-At a chunk boundary the run's own thread saves its RNG state first (the runs of a worker share the
-process-wide generators, and the next run starts drawing from them at once), then hands the worker
-back (`handoff`), then writes the rest of the checkpoint into a staging folder, records the checksum
-of each file (`store/checksums.py`, checked before the checkpoint is read), fsyncs it and renames it
-into place. The run's weights and optimizer do not change while it waits for its next turn, so the
-write needs no copy of them. A kill at any moment leaves the previous checkpoint and at most a
-staging folder that nothing reads; the chunk is recorded only after the rename, so it trains again.
+At a chunk boundary the run saves its RNG state first (the runs of a worker share the process-wide
+generators, and the next run starts drawing from them at once), then hands the rest of the
+checkpoint to `handoff` as one call: the session runs it on a writer thread while the worker
+trains the next run. It writes into a staging folder, records the checksum of each file
+(`store/checksums.py`, checked before the checkpoint is read), fsyncs it and renames it into place.
+The run's weights and optimizer do not change while it waits for its next turn, so the write needs
+no copy of them. A kill at any moment leaves the previous checkpoint and at most a staging folder
+that nothing reads; the chunk is recorded only after the rename, so it trains again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,9 @@ STAGING_FOLDER = ".staging"
 
 
 class BackgroundCheckpoints(Trainer):
-    handoff: Callable[[], None] | None = None
-    """Set by the run's session: called on the run's thread once the chunk is trained, evaluated and
-    its RNG state saved, before the rest of its checkpoint is written."""
+    handoff: Callable[[Callable[[], None]], None] | None = None
+    """Set by the run's session: called once the chunk is trained, evaluated and its RNG state saved,
+    with the call that writes the rest of the checkpoint (the session decides where and when)."""
 
     fresh_optimizer = False
     """Set by the worker when the run resumes from a checkpoint saved before a retry changed its
@@ -47,8 +49,14 @@ class BackgroundCheckpoints(Trainer):
         staging = final.parent / STAGING_FOLDER / name
         shutil.rmtree(staging, ignore_errors=True)  # left by a kill during an earlier write
         Trainer._save_rng_state(self, str(staging))
-        if self.handoff is not None:
-            self.handoff()
+        write = partial(self._write_checkpoint, model, trial, staging, final)
+        if self.handoff is None:
+            write()
+        else:
+            self.handoff(write)
+
+    def _write_checkpoint(self, model: Any, trial: Any, staging: Path, final: Path) -> None:
+        """The Trainer's own checkpoint, written into `staging`, made durable, renamed to `final`."""
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)

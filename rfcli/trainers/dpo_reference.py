@@ -124,7 +124,7 @@ class ReferenceRows:
         self._unsaved: dict[str, tuple[float, float]] = {}
         self._read: set[str] = set()
         self._lock = threading.Lock()
-        """A run's thread saves at its chunk boundary while the next run of the worker scores."""
+        """A run's checkpoint is written on a thread of its own while the next run of the worker scores."""
 
     def __len__(self) -> int:
         return len(self._values)

@@ -2,7 +2,8 @@
 
 A chunk can take minutes on a large model; without this the live table would show a run frozen at
 its last boundary until the chunk ends. Reports go out at most once per `every` seconds (and at
-each chunk's start), from the run's own thread, through the `report` function the worker gives.
+each chunk's start), from inside the run's training loop, through the `report` function the worker
+gives.
 """
 
 from __future__ import annotations

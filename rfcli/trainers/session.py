@@ -1,22 +1,28 @@
-"""A run's `trainer.train()` call, on a thread of its own, parked at every chunk boundary.
+"""A run's `trainer.train()` call, suspended at every chunk boundary on the worker's own thread.
 
 The Trainer's own loop (data order, gradient accumulation, learning-rate schedule, logging) runs
 once per run and is never rebuilt: between chunks the run waits inside its loop, so giving it the
-next turn costs an adapter switch and an RNG restore. At each boundary the run logs and evaluates,
-parks what it holds on the GPU (see `parking`), hands the worker back, and writes its checkpoint
-while the next run trains (see `checkpoints`); the chunk is reported saved only once that checkpoint
-is durable, so a crash loses at most the chunks in flight. A full fine-tune that does not fit in the
-worker's host memory for parked runs is written first and handed back with `resumes_from_disk`: the
-worker then releases it, and its next turn starts from that checkpoint. A parked run's thread gives
-back its OpenMP threads (see `openmp`). Evaluating includes the generation metrics of
-`eval.metrics`, when the config names any.
+next turn costs an adapter switch and an RNG restore. Each run's loop is a greenlet: a call stack of
+its own that the worker's thread switches to and from explicitly, so every run trains on that one
+thread. A thread per run would give each its own OpenMP team, and GNU libgomp makes every wait sleep
+instead of spin once the teams' threads together outnumber the cores: steps up to 25% slower on 2
+cores, by how many teams were alive, which made a chunked sweep's speed come and go. One thread
+holds one team, as a lone TRL process does, under any OpenMP runtime.
+
+At each boundary the run logs and evaluates, parks what it holds on the GPU (see `parking`), hands
+the worker back and has the rest of its checkpoint written on a writer thread while the next run
+trains (see `checkpoints`); the chunk is reported saved only once that checkpoint is durable, so a
+crash loses at most the chunks in flight. A run's last chunk is written before its `train()` call
+returns. A full fine-tune that does not fit in the worker's host memory for parked runs is written
+first and handed back with `resumes_from_disk`: the worker then releases it, and its next turn
+starts from that checkpoint. Evaluating includes the generation metrics of `eval.metrics`, when
+the config names any.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import queue
 import threading
 import time
 import warnings
@@ -24,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenlet import greenlet
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -31,7 +38,6 @@ from rfcli.trainers.checkpoints import BackgroundCheckpoints
 from rfcli.trainers.chunking import chunk_boundaries, steps_per_epoch
 from rfcli.trainers.generation_eval import GenerationMetrics
 from rfcli.trainers.memory import forget_trainer
-from rfcli.trainers.openmp import release_idle_team
 from rfcli.trainers.parking import HostBudget, HostParking
 from rfcli.trainers.rng import RngState, capture_rng, restore_rng
 
@@ -160,10 +166,11 @@ def fast_forward_schedule(scheduler: Any, global_step: int) -> None:
 
 
 class RunSession:
-    """One run's trainer, trained a chunk at a time by `train_chunk()` from the worker's thread.
+    """One run's trainer, trained a chunk at a time by `train_chunk()` on the worker's thread.
 
-    `saved` is called on the run's thread with each chunk once its checkpoint is durable, or with
-    the error that stopped the run after the chunk was handed back."""
+    `saved` is called with each chunk once its checkpoint is durable (on the writer thread, or on
+    the worker's for the last chunk), or with the error that stopped the run after the chunk was
+    handed back."""
 
     def __init__(
         self,
@@ -187,47 +194,47 @@ class RunSession:
         self.parking = HostParking(trainer, budget)
         self.global_step: int | None = None
         """The step the run is parked at (None before its first chunk and after it ended)."""
-        self._turn = threading.Semaphore(0)
-        self._outcomes: queue.Queue[ChunkOutcome | BaseException] = queue.Queue()
+        self._loop: greenlet | None = None
+        """The run's `train()` call, suspended at its last boundary; None before its first turn."""
         self._metrics: list[MetricRow] = []
-        self._writing: ChunkOutcome | None = None
-        """The chunk handed back whose checkpoint is being written (the final one: until train() returns)."""
-        self._written = threading.Event()
-        self._written.set()
+        self._writer: threading.Thread | None = None
+        """Writing the checkpoint of the chunk last handed back, while the worker trains another run."""
+        self._write_error: BaseException | None = None
         self._rng: RngState = capture_rng()
         """The generators as the Trainer seeded them, restored when the run's first turn begins."""
         self._leaving = False
+        self._finished: ChunkOutcome | None = None
+        """The last chunk, trained and written: handed back once `train()` returns."""
         self._unpark_seconds = 0.0
-        self._unparked: ChunkOutcome | None = None
-        """A chunk handed back only once its checkpoint is written: the run did not fit in host memory."""
-        self._thread = threading.Thread(target=self._train, name="rf-run", daemon=True)
 
     def train_chunk(self) -> ChunkOutcome:
         """Give the run its next turn; return when its chunk is trained and evaluated, while its
         checkpoint is still being written. Raises the run's own error."""
-        if self._thread.ident is None:
-            self._thread.start()
-        else:
-            self._turn.release()
-        outcome = self._outcomes.get()
-        if isinstance(outcome, BaseException):
+        if self._loop is None:
+            self._loop = greenlet(self._train)
+        elif self._loop.dead:
+            raise RuntimeError("the run's training has ended")
+        outcome = self._loop.switch()
+        if isinstance(outcome, BaseException) or outcome is None:
             self.global_step = None
-            raise outcome
+            raise outcome or RuntimeError("training ended before its last chunk")
         self.global_step = None if outcome.finished else outcome.global_step
         return outcome
 
     def wait_written(self) -> None:
         """Block until no checkpoint of this run is being written (before the shared model changes)."""
-        self._written.wait()
+        if self._writer is not None:
+            self._writer.join()
 
     def close(self) -> None:
         """End a parked run's `train()` call without training further (its checkpoint stays on disk),
         and let go of everything it held: trainer, optimizer state, parked host buffers. The worker
         collects and empties its caches after."""
-        if self._thread.is_alive():
+        if self._loop:  # started and not ended: suspended at a boundary
             self._leaving = True
-            self._turn.release()
-            self._thread.join()
+            self._loop.switch()
+        self.wait_written()
+        self._loop = None
         self.global_step = None
         self.parking.release()
         forget_trainer(self.trainer)
@@ -241,53 +248,55 @@ class RunSession:
         rows, self._metrics = self._metrics, []
         return rows
 
-    # Called on the run's own thread, from the Trainer's loop.
+    # Called inside the run's `train()` call, from the Trainer's loop.
 
     def collect(self, step: int, logs: dict[str, Any]) -> None:
         for key, value in logs.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 self._metrics.append((step, key, float(value)))
 
-    def chunk_trained(self) -> None:
-        """The chunk is trained and evaluated: once the run is parked (off the GPU), the worker may
-        start the next run. A run that cannot park is handed back once written (`chunk_saved`)."""
+    def chunk_trained(self, write: Callable[[], None]) -> None:
+        """The chunk is trained and evaluated: once the run is parked (off the GPU), its checkpoint
+        is written on a writer thread while the worker trains the next run, and the run waits here
+        for its next turn. A run that cannot park is written first and handed back for good; a run's
+        last chunk is written here, and handed back once its `train()` call returns."""
         outcome = self.boundaries.outcome(self.trainer.args, self.trainer.state)
         outcome.metrics, self._metrics = self._metrics, []
         self._rng = capture_rng()
-        self._written.clear()
-        self._writing = outcome
+        if outcome.finished:
+            write()
+            self._finished = outcome
+            return
         parking_started = time.perf_counter()
-        if not outcome.finished and not self.parking.park():
-            self._unparked = outcome
+        if not self.parking.park():
+            write()
+            outcome.resumes_from_disk = True
+            outcome.trained_at = time.perf_counter()
+            self._leaving = True
+            self.saved(outcome)
+            self._hand_back(outcome)
             return
         if self.parking.device is not None:  # it moved: a full fine-tune on a GPU
             outcome.park_seconds = time.perf_counter() - parking_started
         outcome.unpark_seconds, self._unpark_seconds = self._unpark_seconds, 0.0
         outcome.trained_at = time.perf_counter()
-        self._outcomes.put(outcome)
+        self._write_error = None
+        self._writer = threading.Thread(
+            target=self._write_in_background, args=(write, outcome), name="rf-checkpoint", daemon=True
+        )
+        self._writer.start()
+        self._hand_back(outcome)
+        self.wait_written()  # the run's next turn, or its end: its checkpoint is complete by now
+        if self._write_error is not None and not self._leaving:
+            raise self._write_error  # already reported: this chunk never counted
 
     def chunk_saved(self, control: TrainerControl) -> None:
-        """The checkpoint is durable: report it, then park until the next turn."""
-        outcome = self._writing
-        assert outcome is not None, "a checkpoint was saved without a handoff"
-        if outcome is self._unparked:
-            self._unparked = None
-            outcome.resumes_from_disk = True
-            outcome.trained_at = time.perf_counter()
-            self._leaving = True
-            control.should_training_stop = True
-            self._report_saved(outcome)
-            self._outcomes.put(outcome)
-            return
-        outcome.write_seconds = time.perf_counter() - outcome.trained_at
-        if outcome.finished:
-            return  # reported once train() has returned and the thread is quiet
-        self._report_saved(outcome)
-        release_idle_team()
-        self._turn.acquire()
+        """After the checkpoint: end the run's `train()` when it is leaving, else take the turn."""
         if self._leaving:
             control.should_training_stop = True
             return
+        if self._finished is not None:
+            return  # the last chunk: train() returns next
         if self.parking.device is not None:
             unparking_started = time.perf_counter()
             self.parking.unpark()
@@ -295,25 +304,37 @@ class RunSession:
         self.activate()
         restore_rng(self._rng)
 
-    def _report_saved(self, result: ChunkOutcome | BaseException) -> None:
-        self._writing = None
-        self._written.set()
-        self.saved(result)
+    def _hand_back(self, outcome: ChunkOutcome) -> None:
+        """Suspend the run's `train()` call here, giving the worker this chunk's outcome; returns at
+        the run's next turn (or when it is closed)."""
+        assert self._loop is not None
+        parent = self._loop.parent
+        assert parent is not None
+        parent.switch(outcome)
 
-    def _train(self) -> None:
+    def _write_in_background(self, write: Callable[[], None], outcome: ChunkOutcome) -> None:
+        try:
+            write()
+        except BaseException as error:  # noqa: BLE001 - the worker reports any failure of the run
+            self._write_error = error
+            self.saved(error)  # the worker has moved on: the chunk's outcome says it
+            return
+        outcome.write_seconds = time.perf_counter() - outcome.trained_at
+        self.saved(outcome)
+
+    def _train(self) -> ChunkOutcome | BaseException | None:
+        """The run's greenlet: its whole `train()` call. Returns the last chunk's outcome once it is
+        durable, the error that ended the run, or None when it was closed."""
         try:
             self.activate()
             restore_rng(self._rng)
             self.trainer.train(resume_from_checkpoint=self.resume_from)
         except BaseException as error:  # noqa: BLE001 - the worker reports any failure of the run
-            if self._writing is not None and self._unparked is None:
-                self._report_saved(error)  # the worker has moved on: the chunk's outcome says it
-            else:
-                self._writing, self._unparked = None, None
-                self._written.set()
-                self._outcomes.put(error)
-            return
-        if self._writing is not None and self._writing.finished:
-            self._report_saved(self._writing)
-        elif not self._leaving:
-            self._outcomes.put(RuntimeError("training ended before its last chunk"))
+            return error
+        finished = self._finished
+        if finished is None:
+            return None if self._leaving else RuntimeError("training ended before its last chunk")
+        finished.save_seconds = time.perf_counter() - self.boundaries.save_started
+        finished.trained_at = time.perf_counter()
+        self.saved(finished)
+        return finished

@@ -16,6 +16,7 @@ A real rf-tiny LoRA run of 4 steps, built as a worker builds it, saving at step 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,10 @@ def saved(tmp_path_factory: pytest.TempPathFactory, host: ModelHost) -> Saved:
     result = Saved(tmp_path_factory.mktemp("hooks"), [], [])
     trainer = trainer_for(result.folder, host)
 
-    def handoff() -> None:
+    def handoff(write: Callable[[], None]) -> None:
         result.at_handoff.append(capture_rng())
         torch.rand(1000), random.random()  # the next run draws from the same generators at once
+        write()
 
     trainer.handoff = handoff
     original = checkpoints.make_durable

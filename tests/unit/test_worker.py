@@ -19,9 +19,8 @@ import torch
 
 from rfcli.engine.messages import ChunkDone, ChunkProgress, ChunkTrained, WorkerReply
 from rfcli.engine.worker import Worker
-from rfcli.trainers import openmp
 from rfcli.trainers.checkpoints import STAGING_FOLDER
-from rfcli.trainers.openmp import free_thread_team, release_idle_team
+from rfcli.trainers.session import ChunkBoundaries
 from tests.processes import REPO_ROOT, python_path_with
 from tests.unit.worker_orders import order
 
@@ -72,37 +71,33 @@ def test_runs_on_one_model_write_their_own_adapters_while_the_next_one_trains(tm
     worker.close()
 
 
-def test_a_parked_thread_gives_back_its_openmp_threads() -> None:
-    if not free_thread_team():
-        pytest.skip("torch does not run on GNU libgomp here")
-    torch.set_num_threads(2)
-    counts: list[int] = []
+def test_every_run_trains_on_the_workers_own_thread_and_a_parked_run_holds_no_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each thread that runs torch ops owns an OpenMP team, and libgomp's waits sleep instead of spin
+    once the teams outnumber the cores: runs taking turns must train on one thread, as a lone TRL
+    process does, and a parked run must not keep a thread (or its team) alive."""
+    stepped_on: list[tuple[int, int]] = []
+    step_end = ChunkBoundaries.on_step_end
 
-    def parked() -> None:
-        torch.ones(512, 512).mul(2).sum()  # a parallel region: this thread now owns a team
-        counts.append(len(os.listdir("/proc/self/task")))
-        free_thread_team()
-        counts.append(len(os.listdir("/proc/self/task")))
+    def on_step_end(self: ChunkBoundaries, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        stepped_on.append((state.global_step, threading.get_ident()))
+        step_end(self, args, state, control, **kwargs)
 
-    thread = threading.Thread(target=parked)
-    thread.start()
-    thread.join()
-    assert counts[1] < counts[0]
-
-
-def test_a_parked_team_is_kept_while_the_machine_is_oversubscribed(monkeypatch: pytest.MonkeyPatch) -> None:
-    freed: list[bool] = []
-
-    def free() -> bool:
-        freed.append(True)
-        return True
-
-    monkeypatch.setattr(openmp, "free_thread_team", free)
-    cores = os.cpu_count() or 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
-    assert not release_idle_team() and not freed
-    monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
-    assert release_idle_team() and freed
+    monkeypatch.setattr(ChunkBoundaries, "on_step_end", on_step_end)
+    sent: list[WorkerReply] = []
+    worker = Worker(0, tmp_path, sent.append)
+    threads_before = threading.active_count()
+    orders = [order(1, lora={"r": 4}), order(2, lora={"r": 8}), order(3, lora=None)]
+    for first in orders:
+        worker.train_chunk(first)
+    worker.wait_for_writes()
+    assert threading.active_count() == threads_before, "three parked runs, no thread of their own"
+    for first in orders:
+        (done,) = [m for m in outcomes(sent) if isinstance(m, ChunkDone) and m.run_id == first.run_id]
+        worker.train_chunk(dataclasses.replace(first, checkpoint=done.checkpoint, global_step=2))
+    assert len(stepped_on) == 12 and {ident for _, ident in stepped_on} == {threading.get_ident()}
+    worker.close()
 
 
 PARENT_KILLED_UNDER_ITS_WORKER = """

@@ -43,13 +43,13 @@ def test_a_run_parks_before_the_worker_is_handed_back(
         return True
 
     monkeypatch.setattr(HostParking, "park", park)
-    handed_back = session_module.RunSession.chunk_trained
+    hand_back = session_module.RunSession._hand_back
 
-    def chunk_trained(self: session_module.RunSession) -> None:
-        handed_back(self)
+    def handed_back(self: session_module.RunSession, outcome: session_module.ChunkOutcome) -> None:
         events.append("handed back")
+        hand_back(self, outcome)
 
-    monkeypatch.setattr(session_module.RunSession, "chunk_trained", chunk_trained)
+    monkeypatch.setattr(session_module.RunSession, "_hand_back", handed_back)
     worker = Worker(0, tmp_path, lambda message: None)
     worker.train_chunk(order(1, lora=None))
     worker.wait_for_writes()
