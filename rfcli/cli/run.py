@@ -78,7 +78,7 @@ def run_command(
     chunk. Ctrl-C stops at once; the chunks in flight are trained again on the next `rf run`.
     """
     from rfcli.config.plan import compile_plan
-    from rfcli.engine.experiment import make_folder, named_folder, stored_plan
+    from rfcli.engine.experiment import make_folder, named_folder, planned_runs, stored_plan
     from rfcli.engine.preflight import check_inputs
     from rfcli.store.experiments import find_experiment
     from rfcli.store.layout import ExperimentLayout
@@ -88,6 +88,8 @@ def run_command(
     check_backend(backend, address)
     check_plan_source(config, overrides or [], experiment)
     console = output_console()
+    runs = planned_runs(config, overrides or []) if config is not None else None
+    workers = bounded_workers(workers, runs, console, on_this_machine=backend is Backend.local)
     if experiment is not None:
         named: Path | None = find_experiment(experiment, search_dir=experiments_dir)
     else:
@@ -184,11 +186,37 @@ def check_plan_source(config: Path | None, overrides: list[str], experiment: str
 
 def check_backend(backend: Backend, address: str | None) -> None:
     if backend is Backend.ray:
-        from rfcli.engine.ray_pool import require_ray
+        from rfcli.engine.ray_pool import check_address, require_ray
 
         require_ray()
+        if address is not None:
+            check_address(address)
     elif address is not None:
         raise UserError("--address names a Ray cluster: it needs --backend ray")
+
+
+def bounded_workers(
+    workers: int | None, runs: int | None, console: Console, on_this_machine: bool
+) -> int | None:
+    """`--workers N` beyond what can train at once: at most one worker per run, and on this
+    machine's CPU one per core (more would take turns on the same cores, each holding a copy of the
+    model). Said in one line; GPUs bound it themselves (`worker_devices` refuses more than there are)."""
+    import os
+
+    from rfcli.gpus import driver_present
+    from rfcli.results.settings import counted
+
+    if workers is None:
+        return None
+    limits = [] if runs is None else [(runs, f"the plan has {counted(runs, 'run')}")]
+    if on_this_machine and not driver_present():
+        cores = os.cpu_count() or 1
+        limits.append((cores, f"this machine has {counted(cores, 'CPU core')}"))
+    bound, why = min(limits, default=(workers, ""))
+    if workers <= bound:
+        return workers
+    console.print(f"[yellow]note:[/] --workers {workers}: {why}, so rf starts {counted(bound, 'worker')}")
+    return bound
 
 
 def start_workers(folder: Path, backend: Backend, workers: int | None, address: str | None) -> Pool:

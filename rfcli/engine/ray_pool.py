@@ -41,6 +41,39 @@ def require_ray() -> None:
         raise UserError(f"--backend ray needs Ray, which is not installed here: {INSTALL_HINT}")
 
 
+ADDRESS_TIMEOUT_S = 5.0
+"""How long `--address` may take to accept a connection before `rf run` says nothing answers there."""
+
+
+def check_address(address: str) -> None:
+    """A cluster address given with `--address` answers before anything is written: `host:port` (or
+    `ray://host:port`, Ray's client) must be well formed and accept a connection within
+    `ADDRESS_TIMEOUT_S`. 'auto' (the cluster this node belongs to) is Ray's to find."""
+    from urllib.parse import urlsplit
+
+    if address == "auto":
+        return
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is no number, or out of range
+        host, port = None, None
+    if parts.scheme != "ray" or not host or port is None or parts.path not in ("", "/"):
+        raise UserError(
+            f"--address {address!r}: expected the head node's HOST:PORT (e.g. 10.0.0.5:6379, as "
+            "`ray start --head` prints it), ray://HOST:PORT for Ray's client, or auto"
+        )
+    try:
+        socket.create_connection((host, port), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as error:
+        why = "no answer" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise UserError(
+            f"--address {address}: nothing accepts a connection there ({why} within "
+            f"{ADDRESS_TIMEOUT_S:.0f} s); start the cluster with `ray start --head` on that machine, "
+            "or give the address it prints"
+        ) from None
+
+
 def connect(address: str | None) -> None:
     """Join the Ray cluster at `address` ('auto': the one this node belongs to), or start a Ray for
     this machine alone: its servers listen on 127.0.0.1 only, no dashboard. No usage statistics
@@ -53,7 +86,11 @@ def connect(address: str | None) -> None:
         with loopback_node():
             ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **options)
     else:
-        ray.init(address=address, **options)
+        try:
+            ray.init(address=address, **options)
+        except ConnectionError as error:  # 'auto' with no cluster, or a port that is not Ray's
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"--address {address}: Ray found no cluster to join there ({first})") from None
 
 
 LOOPBACK = "127.0.0.1"

@@ -7,6 +7,7 @@ and breaks one thing. `MOD` stands for a Python module written for the case, uni
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -525,6 +526,21 @@ CASES = [
     ),
     # Other commands
     Bad(
+        "ray-address-malformed",
+        "--address 'nohost': expected the head node's HOST:PORT",
+        args=("run", "sweep.yaml", "--backend", "ray", "--address", "nohost"),
+    ),
+    Bad(
+        "ray-address-port-a-word",
+        "--address 'head:port': expected the head node's HOST:PORT",
+        args=("run", "sweep.yaml", "--backend", "ray", "--address", "head:port"),
+    ),
+    Bad(
+        "ray-address-nobody-there",
+        "--address 127.0.0.1:1: nothing accepts a connection there (Connection refused within 5 s)",
+        args=("run", "sweep.yaml", "--backend", "ray", "--address", "127.0.0.1:1"),
+    ),
+    Bad(
         "plan-name-rf-run-refuses",
         "name: experiment name 'a/b' must be a plain folder name",
         args=("plan", "sweep.yaml", "name=a/b"),
@@ -594,6 +610,35 @@ def test_bad_input_is_one_clear_line(
     assert lines[0].startswith("error: ")
     assert case.expected.replace("MOD", module_name) in lines[0]
     assert files_under(tmp_path) == before  # nothing written: no experiment folder, no store
+
+
+@pytest.mark.parametrize(
+    ("made", "said"),
+    [
+        ("pipe", "sweep.yaml: is a named pipe, not a file"),
+        ("link", "sweep.yaml: is a symbolic link to 'gone.yaml', which does not exist"),
+        ("device", "/dev/null: is a device, not a file"),
+    ],
+)
+def test_a_config_path_that_is_no_file_is_named_as_what_it_is(
+    made: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Never 'no such file' for what is there, and never a read that blocks on a pipe."""
+    monkeypatch.chdir(tmp_path)
+    config = Path("/dev/null") if made == "device" else tmp_path / "sweep.yaml"
+    if made == "pipe":
+        os.mkfifo(config)
+    elif made == "link":
+        config.symlink_to("gone.yaml")
+    before = files_under(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(config) if made == "device" else "sweep.yaml"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2
+    assert [line for line in (out + err).splitlines() if line.strip()] == [
+        f"error: {said}; pass the path of an experiment YAML (see configs/)"
+    ]
+    assert files_under(tmp_path) == before
 
 
 def test_the_base_file_is_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,3 +105,27 @@ def test_ray_actors_each_ask_for_a_gpu_with_or_without_workers() -> None:
     assert actor_options(0, 8.0, 2) == (2, {"num_cpus": 4.0, "scheduling_strategy": "SPREAD"})
     with pytest.raises(UserError, match="--workers 5: the Ray cluster has 4 GPU"):
         actor_options(4, 32.0, 5)
+
+
+def test_more_workers_than_runs_or_cores_start_as_many_as_can_train_and_say_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.console import Console
+
+    from rfcli.cli.run import bounded_workers
+
+    monkeypatch.setattr(gpus, "driver_present", lambda: False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    console = Console(record=True, width=200)
+    assert bounded_workers(100, 1, console, on_this_machine=True) == 1
+    assert bounded_workers(100, 8, console, on_this_machine=True) == 2
+    assert bounded_workers(2, 8, console, on_this_machine=True) == 2
+    assert bounded_workers(100, 8, console, on_this_machine=False) == 8  # a Ray cluster's cores are its own
+    assert bounded_workers(100, None, console, on_this_machine=True) == 2  # `-e NAME`: runs not counted yet
+    assert bounded_workers(None, 1, console, on_this_machine=True) is None
+    assert console.export_text().splitlines() == [
+        "note: --workers 100: the plan has 1 run, so rf starts 1 worker",
+        "note: --workers 100: this machine has 2 CPU cores, so rf starts 2 workers",
+        "note: --workers 100: the plan has 8 runs, so rf starts 8 workers",
+        "note: --workers 100: this machine has 2 CPU cores, so rf starts 2 workers",
+    ]
