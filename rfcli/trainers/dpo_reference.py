@@ -153,7 +153,13 @@ class ReferenceRows:
         return chosen_all, rejected_all, len(missing)
 
     def _missing(self, keys: list[str]) -> list[int]:
-        return [row for row, key in enumerate(keys) if key not in self._values]
+        """The rows to score: one per key no one has scored, so a row repeated within the batch (the
+        same tokens twice) is scored, and counted, once."""
+        first: dict[str, int] = {}
+        for row, key in enumerate(keys):
+            if key not in self._values:
+                first.setdefault(key, row)
+        return list(first.values())
 
     def load_new(self) -> None:
         """Read the files written since the last look (by this worker or another)."""

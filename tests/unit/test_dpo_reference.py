@@ -76,6 +76,13 @@ def test_only_rows_no_one_scored_are_scored_and_saved_rows_are_read_back(tmp_pat
     assert (scored, chosen.tolist(), calls) == (0, [-4.0, -4.0, -2.0], [2, 1])
 
 
+def test_a_row_twice_in_one_batch_is_scored_and_counted_once(tmp_path: Path) -> None:
+    calls: list[int] = []
+    table = ReferenceRows(tmp_path / "ref")
+    chosen, _, scored = table.logps(collated([PAIRS[0], PAIRS[1], PAIRS[0]]), fake_scorer(calls))
+    assert (scored, calls, len(table), chosen.tolist()) == (2, [2], 2, [-4.0, -4.0, -4.0])
+
+
 @pytest.fixture(scope="module")
 def dpo_parts() -> dict[str, Any]:
     from rfcli.config.typed import to_typed_config
