@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rfcli.gpus import driver_present
+CPU_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+"""torch, MKL and oneDNN pick their kernels by the CPU they find, and an AVX-512 kernel sums in another
+order than an AVX2 one: the pinned values (tests/pinned.py) and GRPO's sampled completions would then
+depend on the machine the suite runs on. Every x86 machine we test on has AVX2, so the suite asks for
+it; set before torch computes anything, and inherited by every CLI subprocess a test starts."""
+for name, value in CPU_KERNELS.items():
+    os.environ.setdefault(name, value)
+
+from rfcli.gpus import driver_present  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,7 +1,8 @@
 """DPO and GRPO through `rf run`: several runs on one shared base model, chunked equals unchunked,
 shared reference log-probs equal a run's own, rewards that vary, and a failing run that fails alone.
 
-DPO: 2 runs (beta 0.1 / 0.5) on rf-tiny, 104 preference pairs (96 train, batch 8 = 12 steps).
+DPO: 2 runs (beta 0.1 / 0.5) on rf-tiny, 104 preference pairs (9 held out, as `datasets` rounds 7.7%
+up; 95 train, batch 8 = 12 steps).
 GRPO: 2 runs (two reward lists) on rf-tiny-math, 24 prompts x 4 generations (batch 8 = 12 steps).
 """
 
@@ -176,7 +177,7 @@ def test_dpo_shared_reference_equals_each_run_scoring_its_own(dpo_experiments: d
     keys = [key for path in cache.iterdir() for key in torch.load(path, weights_only=True)["keys"]]
     # Each row scored once: rows whose tokens are the same (a pair truncated to the same max_length
     # prefix) are one row to the reference.
-    assert len(keys) == len(set(keys)) and 90 < len(keys) <= 96 + 8
+    assert len(keys) == len(set(keys)) and 90 < len(keys) <= 95 + 9
     with ExperimentStore(dpo_experiments["chunked"] / "state.db") as store:
         scored = {
             run.id: sum(value for _, key, value in store.metrics(run.id) if key.endswith("reference_rows"))
@@ -186,7 +187,7 @@ def test_dpo_shared_reference_equals_each_run_scoring_its_own(dpo_experiments: d
     lines = (dpo_experiments["chunked"] / "rf-run.out").read_text().splitlines()
     first = {run: next(line for line in lines if line.startswith(f"run {run}: chunk 1/4")) for run in (1, 2)}
     said = re.search(r" · reference log-probs of (\d+) new rows \(", first[1])
-    assert said is not None and 24 <= int(said.group(1)) <= 32, first[1]  # 3 batches of 8, the 8 eval rows
+    assert said is not None and 24 <= int(said.group(1)) <= 33, first[1]  # 3 batches of 8, the 9 eval rows
     assert "reference" not in first[2]
     assert not (dpo_experiments["own_reference"] / "reference-logps").exists()
 
